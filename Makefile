@@ -1,0 +1,114 @@
+# linuxns.isolation: build, converge and test.
+#   make site   set up this machine (venv, apt packages, collection) and run playbooks/site.yml
+#   make test   the whole pipeline: $(TEST_STEPS)
+# Every step installs what it needs first, so each target also works on its own on a fresh clone.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+BUILD := $(CURDIR)/.build
+
+# The collection as users get it: built with `ansible-galaxy collection build` from the copy
+# below and installed here. site, integration and lint run against this install.
+COLLECTIONS := $(BUILD)/collections
+# The copy ansible-test and pytest run from: the files of the next commit (git-tracked plus
+# untracked, not ignored), rsync'ed to <root>/ansible_collections/linuxns/isolation. It lives
+# outside the work tree because ansible-test walks up to the nearest .git to list content.
+TEST_ROOT ?= /tmp/linuxns-isolation-$(shell printf '%s' '$(CURDIR)' | sha256sum | cut -c1-12)
+COPY := $(TEST_ROOT)/ansible_collections/linuxns/isolation
+
+# ansible-test sanity: only the interpreter of the venv is guaranteed on every machine.
+SANITY_PYTHON ?= $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+SANITY_ARGS ?=
+PYTEST_ARGS ?=
+
+# Steps of `make test`, in order. Hook for the molecule step: add `fleet` after `lint`.
+TEST_STEPS := sanity units integration lint bench
+
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export ANSIBLE_FORCE_COLOR := $(if $(CI),0,1)
+export PY_COLORS := $(if $(CI),0,1)
+
+.PHONY: help site test $(TEST_STEPS) fleet integration-engine integration-targets \
+	venv apt copy collection seed-ansible-test clean
+
+help:
+	@echo 'make site         venv + apt packages + collection, then ansible-playbook playbooks/site.yml'
+	@echo 'make test         $(TEST_STEPS)'
+	@echo 'make sanity       ansible-test sanity --venv --python $(SANITY_PYTHON) on the copy in $(COPY)'
+	@echo 'make units        pytest tests/unit'
+	@echo 'make integration  as root: pytest tests/integration/engine, then ansible-test integration targets'
+	@echo 'make lint         ansible-lint --profile production'
+	@echo 'make bench        python benchmarks/run.py'
+	@echo 'make fleet        molecule scenarios under extensions/molecule (not yet part of make test)'
+	@echo 'make clean        remove .build and the test copy (keeps .venv)'
+
+# ---- setup -----------------------------------------------------------------------------------
+
+venv:
+	@scripts/ensure-venv.sh $(VENV) requirements.txt $(PYTHON)
+
+apt:
+	@scripts/ensure-apt-packages.sh
+
+copy:
+	@$(PYTHON) scripts/sync-collection-copy.py $(CURDIR) $(COPY)
+
+collection: venv copy
+	@rm -rf $(BUILD)/dist
+	@$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD)/dist $(COPY) >/dev/null
+	@$(BIN)/ansible-galaxy collection install --offline --force -p $(COLLECTIONS) $(BUILD)/dist/linuxns-isolation-*.tar.gz >/dev/null
+	@echo "collection: installed $$(basename $(BUILD)/dist/*.tar.gz) into $(COLLECTIONS)"
+
+seed-ansible-test: venv
+	@scripts/seed-ansible-test-cache.sh $(BIN)/python
+
+site: venv apt collection
+	$(BIN)/ansible-playbook -i playbooks/inventory/hosts.yml playbooks/site.yml
+
+# ---- test pipeline ---------------------------------------------------------------------------
+
+test: venv apt
+	@for step in $(TEST_STEPS); do \
+		start=$$SECONDS; \
+		echo "==== make $$step"; \
+		$(MAKE) --no-print-directory $$step || { echo "==== make $$step FAILED after $$((SECONDS - start)) s"; exit 1; }; \
+		echo "==== make $$step passed in $$((SECONDS - start)) s"; \
+	done
+
+sanity: venv copy seed-ansible-test
+	cd $(COPY) && $(BIN)/ansible-test sanity --venv --python $(SANITY_PYTHON) --color $(if $(CI),no,yes) $(SANITY_ARGS)
+
+units: venv copy
+	@scripts/run-pytest.sh $(COPY) tests/unit $(BIN)/python $(TEST_ROOT) $(PYTEST_ARGS)
+
+integration: integration-engine integration-targets
+
+integration-engine: venv apt copy collection
+	@scripts/require-root.sh 'make integration'
+	@scripts/run-pytest.sh $(COPY) tests/integration/engine $(BIN)/python $(TEST_ROOT) $(PYTEST_ARGS)
+
+integration-targets: venv apt copy collection
+	@scripts/require-root.sh 'make integration'
+	@scripts/run-integration-targets.sh $(COPY) $(BIN)
+
+lint: venv collection
+	$(BIN)/ansible-lint --profile production
+
+bench: venv copy
+	@if [[ -f benchmarks/run.py ]]; then \
+		PYTHONPATH=$(TEST_ROOT) $(BIN)/python benchmarks/run.py; \
+	else \
+		echo 'bench: no benchmarks/run.py yet'; \
+	fi
+
+fleet: venv apt collection
+	@scripts/run-fleet.sh $(BIN)
+
+clean:
+	rm -rf $(BUILD) $(TEST_ROOT)
