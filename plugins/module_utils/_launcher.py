@@ -1,0 +1,707 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) linuxns.isolation contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Layer 4 of the engine: launch processes in new namespaces, or in those of a running process.
+
+Process tree of a launch (P = the caller, e.g. an Ansible module)::
+
+    P ── C (joins/unshares, waits for P to write the id maps) ── G (PID 1 of the new PID namespace)
+                                                                  └─ service (with init: builtin)
+
+C and every later stage report to P over one close-on-exec pipe, one JSON
+message per line: ``unshared`` (P then writes the id maps and answers on a
+second pipe), ``pid1`` (host PID of G), ``service`` (the builtin init exec'd
+the service), ``status`` (G's wait status, one-shot only) and ``error``.
+An exec failure therefore reaches P as a message, never as a bare exit 127.
+
+Return codes follow ``subprocess``: a PID 1 killed by signal N gives ``rc == -N``
+(a timeout gives ``-9``). With ``init: builtin`` the init itself reports a
+service killed by signal N as ``128 + N``, like a shell.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import collections
+import errno
+import json
+import os
+import select
+import signal
+import time
+
+from ansible_collections.linuxns.isolation.plugins.module_utils import _errors
+from ansible_collections.linuxns.isolation.plugins.module_utils._errors import (
+    KernelError, LinuxnsError, StartError, TargetError)
+from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
+from ansible_collections.linuxns.isolation.plugins.module_utils import _process
+from ansible_collections.linuxns.isolation.plugins.module_utils import _syscalls
+from ansible_collections.linuxns.isolation.plugins.module_utils._namespaces import NamespaceSetup
+
+Started = collections.namedtuple('Started', 'pid service_pid start_time pidns_inode namespaces')
+
+# nsenter's order: user first (skipped on the first pass), mount late, time last.
+ENTER_ORDER = ('user', 'cgroup', 'ipc', 'uts', 'net', 'pid', 'mount', 'time')
+# How long a detached start may take before it is declared hung (a guard, not a measurement).
+START_GUARD_SECONDS = 60
+
+
+class RunResult(object):
+    """Outcome of a one-shot run or an ``enter``; ``rc`` is ``-N`` when PID 1 (or the entered
+    command) was killed by signal N."""
+
+    __slots__ = ('rc', 'stdout', 'stderr', 'pid', 'timed_out', 'entered')
+
+    def __init__(self, rc, stdout, stderr, pid, timed_out, entered=None):
+        self.rc = rc
+        self.stdout = stdout
+        self.stderr = stderr
+        self.pid = pid
+        self.timed_out = timed_out
+        self.entered = entered
+
+    def __repr__(self):
+        return 'RunResult(rc=%r, pid=%r, timed_out=%r, stdout=%r, stderr=%r)' % (
+            self.rc, self.pid, self.timed_out, self.stdout[-200:], self.stderr[-200:])
+
+
+def _field(obj, name, default=None):
+    if obj is None:
+        return default
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def _pipe():
+    return os.pipe2(os.O_CLOEXEC)
+
+
+def _exit_code(status):
+    if os.WIFSIGNALED(status):
+        return -os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def _error_from(message):
+    """Rebuild in the parent the exception a child reported."""
+    kind = message.get('kind')
+    if kind == 'kernel':
+        return KernelError(message.get('errno') or errno.EIO, message.get('what') or 'system call',
+                           message.get('fix'))
+    text = message.get('msg') or 'unknown error'
+    if kind == 'internal':
+        text = 'internal error in the launched child: %s\n%s' % (text, message.get('trace', ''))
+    cls = getattr(_errors, kind or '', None)
+    if isinstance(cls, type) and issubclass(cls, LinuxnsError) and cls not in (
+            _errors.SpecError, _errors.KernelError):
+        return cls(text)
+    return StartError(text)
+
+
+def _decode(chunks):
+    return b''.join(chunks).decode('utf-8', 'replace')
+
+
+class _Session(object):
+    """Parent side of one launch: answers the id-map handshake, collects messages and output,
+    enforces the timeout."""
+
+    def __init__(self, child_pid, setup=None, go_w=None, kill_group=False):
+        self.child_pid = child_pid
+        self.setup = setup
+        self.go_w = go_w
+        self.kill_group = kill_group
+        self.pid1 = None
+        self.pidfd = None
+        self.service_nspid = None
+        self.status = None
+        self.error = None
+        self.timed_out = False
+        self.child_status = None
+        self._partial = b''
+
+    # -- messages -------------------------------------------------------------
+    def _messages(self, data):
+        self._partial += data
+        while b'\n' in self._partial:
+            line, self._partial = self._partial.split(b'\n', 1)
+            try:
+                yield json.loads(line.decode('utf-8'))
+            except ValueError:
+                continue
+
+    def on_message(self, message):
+        kind = message.get('t')
+        if kind == 'unshared':
+            try:
+                self.setup.write_id_maps(self.child_pid)
+            except LinuxnsError as exc:
+                self.error = self.error or exc
+                self._close_go()
+                return
+            os.write(self.go_w, b'g')
+            self._close_go()
+        elif kind == 'pid1':
+            self.pid1 = int(message['pid'])
+            try:
+                self.pidfd = _syscalls.pidfd_open(self.pid1)
+            except KernelError:
+                self.pidfd = None  # already gone; its status arrives anyway
+        elif kind == 'service':
+            self.service_nspid = int(message['nspid'])
+        elif kind == 'status':
+            self.status = int(message['wait'])
+        elif kind == 'error' and self.error is None:
+            self.error = _error_from(message)
+
+    def _close_go(self):
+        if self.go_w is not None:
+            os.close(self.go_w)
+            self.go_w = None
+
+    # -- killing ----------------------------------------------------------------
+    def kill(self):
+        """SIGKILL the tree: PID 1 of the new PID namespace (the kernel kills the rest), the
+        entered command's process group, or the setup child if PID 1 does not exist yet."""
+        if self.pidfd is not None:
+            try:
+                _syscalls.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            except KernelError:
+                pass
+            if self.kill_group:
+                try:
+                    os.killpg(self.pid1, signal.SIGKILL)
+                except OSError:
+                    pass
+        if self.child_status is None:
+            # Still our unreaped child, so the PID cannot have been reused.
+            try:
+                os.kill(self.child_pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    # -- the loop -------------------------------------------------------------
+    def run(self, report_r, out_r=None, err_r=None, stdin_w=None, stdin_data=b'', timeout=None,
+            guard=None):
+        outputs = {}
+        poller = select.poll()
+        for fd in (report_r, out_r, err_r):
+            if fd is not None:
+                poller.register(fd, select.POLLIN)
+                outputs[fd] = []
+        if stdin_w is not None:
+            os.set_blocking(stdin_w, False)
+            poller.register(stdin_w, select.POLLOUT)
+        pending = memoryview(stdin_data or b'')
+        open_fds = set(outputs)
+        if stdin_w is not None:
+            open_fds.add(stdin_w)
+        deadline = time.monotonic() + timeout if timeout else None
+        guard_at = time.monotonic() + guard if guard else None
+        try:
+            while open_fds - {stdin_w}:
+                limits = [t for t in (deadline, guard_at) if t is not None]
+                wait_ms = None
+                if limits:
+                    wait_ms = max(0, int((min(limits) - time.monotonic()) * 1000) + 1)
+                events = poller.poll(wait_ms)
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    self.timed_out = True
+                    deadline = None
+                    self.kill()
+                if guard_at is not None and now >= guard_at:
+                    guard_at = None
+                    self.error = self.error or StartError(
+                        'the launch did not complete within %d seconds' % guard)
+                    self.kill()
+                for fd, event in events:
+                    if fd == stdin_w:
+                        try:
+                            written = os.write(fd, pending[:65536]) if pending else 0
+                            pending = pending[written:]
+                        except BlockingIOError:
+                            continue
+                        except OSError:  # EPIPE: the command does not read its stdin
+                            pending = pending[:0]
+                        if not pending:
+                            poller.unregister(fd)
+                            os.close(fd)
+                            open_fds.discard(fd)
+                            stdin_w = None
+                        continue
+                    try:
+                        data = os.read(fd, 65536)
+                    except BlockingIOError:
+                        continue
+                    if not data:
+                        poller.unregister(fd)
+                        open_fds.discard(fd)
+                        continue
+                    if fd == report_r:
+                        for message in self._messages(data):
+                            self.on_message(message)
+                    else:
+                        outputs[fd].append(data)
+        finally:
+            self._close_go()
+            for fd in open_fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            for fd in (report_r, out_r, err_r):
+                if fd is not None and fd not in open_fds:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+        self.reap_child()
+        return _decode(outputs.get(out_r, [])), _decode(outputs.get(err_r, []))
+
+    def reap_child(self):
+        while self.child_status is None:
+            try:
+                _pid, self.child_status = os.waitpid(self.child_pid, 0)
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                self.child_status = 0
+
+    def close(self):
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+    def exit_code(self):
+        if self.timed_out and self.status is None:
+            return -signal.SIGKILL
+        if self.status is not None:
+            return _exit_code(self.status)
+        return _exit_code(self.child_status or 0)
+
+
+# -- child side ---------------------------------------------------------------
+def _stdio(fds):
+    """dup2 fds (stdin, stdout, stderr) onto 0, 1, 2 (dup2 clears close-on-exec)."""
+    for target, fd in enumerate(fds):
+        if fd != target:
+            os.dup2(fd, target)
+        else:
+            os.set_inheritable(fd, True)
+
+
+def _die_with_parent(parent_pid):
+    _syscalls.set_pdeathsig(signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _die_with_pipe(alive_r):
+    """In a process whose parent is invisible (getppid() is 0 in a new PID namespace): SIGKILL
+    when the parent dies, and leave at once if it already has (its end of alive_r is closed)."""
+    _syscalls.set_pdeathsig(signal.SIGKILL)
+    if select.select([alive_r], [], [], 0)[0]:
+        os._exit(1)
+    os.close(alive_r)
+
+
+def _wait_for_go(go_r):
+    while True:
+        try:
+            answer = os.read(go_r, 1)
+            break
+        except InterruptedError:
+            continue
+    os.close(go_r)
+    if answer != b'g':
+        os._exit(1)  # the parent could not write the id maps; it reports why
+
+
+def _wait_status(pid):
+    while True:
+        try:
+            return os.waitpid(pid, 0)[1]
+        except InterruptedError:
+            continue
+
+
+def _launch_child(setup, process, lifecycle, detached, report_w, go_r, stdio, parent_pid,
+                  status_path, tini_path):
+    """C: enter the namespaces, fork PID 1, then report its status (one-shot) or leave (detached)."""
+    if detached:
+        os.setsid()
+    else:
+        _die_with_parent(parent_pid)
+    _stdio(stdio)
+    _process.close_fds(keep=(report_w, go_r))
+    setup.join_and_unshare()
+    if setup.creates_user:
+        _process.report(report_w, {'t': 'unshared'})
+        _wait_for_go(go_r)
+    else:
+        os.close(go_r)
+    setup.after_maps()
+    alive_r, alive_w = _pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(alive_w)
+        _process.child_main(report_w, lambda: _pid1(
+            setup, process, lifecycle, report_w, None if detached else alive_r, status_path, tini_path))
+    os.close(alive_r)
+    _process.report(report_w, {'t': 'pid1', 'pid': pid})
+    if detached:
+        return
+    os.close(0)
+    status = _wait_status(pid)
+    _process.report(report_w, {'t': 'status', 'wait': status})
+
+
+def _pid1(setup, process, lifecycle, report_w, alive_r, status_path, tini_path):
+    """G: PID 1 of the new PID namespace."""
+    if alive_r is not None:
+        _die_with_pipe(alive_r)
+    setup.in_pid1()
+    init = _field(lifecycle, 'init', 'builtin') or 'builtin'
+    if init == 'none':
+        _process.apply_and_exec(process, report_fd=report_w)
+    elif init == 'tini':
+        env = _process.build_env(process)
+        if _process.which(process.argv[0], env) is None:
+            raise _process.SetupError('exec', _process.exec_failure_text(
+                process.argv[0], OSError(errno.ENOENT, 'not found'), env))
+        _process.apply_and_exec(process, argv=[tini_path, '-s', '--'] + list(process.argv),
+                                report_fd=report_w)
+    else:
+        _run_builtin_init(process, lifecycle, report_w, status_path)
+
+
+def _read_all(fd):
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except InterruptedError:
+            continue
+        if not data:
+            return b''.join(chunks)
+        chunks.append(data)
+
+
+def _run_builtin_init(process, lifecycle, report_w, status_path):
+    from ansible_collections.linuxns.isolation.plugins.module_utils._init import run_init
+    _process.close_fds(keep=(report_w,))
+    try:
+        _syscalls.set_name('linuxns-init')
+    except KernelError:
+        pass
+    state = {'report_w': report_w}
+
+    def spawn():
+        exec_r, exec_w = _pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(exec_r)
+            _process.child_main(exec_w, lambda: _process.apply_and_exec(process, report_fd=exec_w))
+        os.close(exec_w)
+        failure = _read_all(exec_r)
+        os.close(exec_r)
+        first_report = state.pop('report_w', None)
+        if first_report is not None:
+            if failure:
+                os.write(first_report, failure)
+            else:
+                _process.report(first_report, {'t': 'service', 'nspid': pid})
+            os.close(first_report)
+        elif failure:
+            for line in failure.splitlines():
+                try:
+                    text = json.loads(line.decode('utf-8')).get('msg') or line
+                except ValueError:
+                    text = line
+                os.write(2, ('linuxns init: %s\n' % (text,)).encode('utf-8', 'replace'))
+        return pid
+
+    run_init(spawn, lifecycle, status_path)
+
+
+# -- parent side --------------------------------------------------------------
+def _tini_path(lifecycle):
+    if (_field(lifecycle, 'init', 'builtin') or 'builtin') != 'tini':
+        return None
+    path = _process.which('tini', dict(os.environ))
+    if path is None:
+        raise StartError("init: tini was requested but 'tini' is not on PATH (%s); install tini "
+                         "(package tini) or use init: builtin" % os.environ.get('PATH', os.defpath))
+    return path
+
+
+def _setup_for(namespaces):
+    join = dict(_field(namespaces, 'join', None) or ())
+    return NamespaceSetup(namespaces, extra_create=() if 'pid' in join else ('pid',))
+
+
+def _stdin_bytes(stdin):
+    if stdin is None:
+        return None
+    if isinstance(stdin, bytes):
+        return stdin
+    return stdin.encode('utf-8')
+
+
+def run_oneshot(process, namespaces, lifecycle, timeout=None, stdin=None):
+    """Run ``process`` to completion in new namespaces (always a new PID namespace) and return a
+    ``RunResult``. ``timeout`` (seconds) SIGKILLs PID 1, which ends the whole namespace."""
+    setup = _setup_for(namespaces)
+    tini_path = _tini_path(lifecycle)
+    data = _stdin_bytes(stdin)
+    report_r, report_w = _pipe()
+    go_r, go_w = _pipe()
+    out_r, out_w = _pipe()
+    err_r, err_w = _pipe()
+    if data is None:
+        in_r, in_w = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), None
+    else:
+        in_r, in_w = _pipe()
+    parent_pid = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        _process.child_main(report_w, lambda: _launch_child(
+            setup, process, lifecycle, False, report_w, go_r, (in_r, out_w, err_w), parent_pid,
+            None, tini_path))
+    for fd in (report_w, go_r, out_w, err_w, in_r):
+        os.close(fd)
+    session = _Session(pid, setup=setup, go_w=go_w)
+    try:
+        stdout, stderr = session.run(report_r, out_r, err_r, in_w, data or b'', timeout=timeout)
+    except BaseException:
+        session.kill()
+        session.reap_child()
+        raise
+    finally:
+        session.close()
+    if session.error is not None and not session.timed_out:
+        raise session.error
+    return RunResult(session.exit_code(), stdout, stderr, session.pid1, session.timed_out)
+
+
+def _log_tail(log_path, size=2000):
+    try:
+        with open(log_path, 'rb') as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - size))
+            return handle.read().decode('utf-8', 'replace')
+    except OSError:
+        return ''
+
+
+def _find_service(pid1, nspid, tini):
+    """Host PID of the service under PID 1 (a brief wait for tini to fork it)."""
+    if nspid is None and not tini:
+        return pid1
+    for _attempt in range(100):
+        for child in _inspect.children(pid1):
+            try:
+                chain = _inspect.nspid(child)
+            except OSError:
+                continue
+            if tini or chain[-1] == nspid:
+                return child
+        if not tini:
+            return None
+        time.sleep(0.02)
+    return None
+
+
+def start_detached(process, namespaces, lifecycle, log_path, status_path):
+    """Start ``process`` as a background service in new namespaces; returns ``Started`` once
+    the namespaces exist and the service was exec'd. ``pid`` is the host PID of the new PID
+    namespace's PID 1, ``service_pid`` that of the user's process."""
+    setup = _setup_for(namespaces)
+    tini_path = _tini_path(lifecycle)
+    try:
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise KernelError(exc.errno, 'open log file %s' % log_path,
+                          'its directory must exist and be writable by the user running the service')
+    null_fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    report_r, report_w = _pipe()
+    go_r, go_w = _pipe()
+    parent_pid = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        _process.child_main(report_w, lambda: _launch_child(
+            setup, process, lifecycle, True, report_w, go_r, (null_fd, log_fd, log_fd), parent_pid,
+            status_path, tini_path))
+    for fd in (report_w, go_r, log_fd, null_fd):
+        os.close(fd)
+    session = _Session(pid, setup=setup, go_w=go_w)
+    try:
+        session.run(report_r, guard=START_GUARD_SECONDS)
+        if session.error is not None:
+            session.kill()
+            raise session.error
+        if session.pid1 is None:
+            raise StartError('the namespace setup process exited (status %s) before starting PID 1: %s'
+                             % (session.child_status, _log_tail(log_path)))
+        ident = _inspect.identity(session.pid1)
+        if ident is None:
+            raise StartError('the service exited right after it started; log %s ends with:\n%s'
+                             % (log_path, _log_tail(log_path)))
+        init = _field(lifecycle, 'init', 'builtin') or 'builtin'
+        service_pid = _find_service(session.pid1, session.service_nspid if init == 'builtin' else None,
+                                    init == 'tini')
+        return Started(session.pid1, service_pid, ident.start_time, ident.pidns_inode,
+                       _inspect.namespaces_of(session.pid1))
+    except BaseException:
+        session.kill()
+        raise
+    finally:
+        session.close()
+
+
+# -- enter ----------------------------------------------------------------------
+def _open_target(target_pid, name, flags):
+    path = '/proc/%d/%s' % (target_pid, name)
+    try:
+        return os.open(path, flags | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise TargetError('permission denied opening %s: entering PID %d needs root or the '
+                              'same user as the target' % (path, target_pid))
+        if exc.errno in (errno.ENOENT, errno.ESRCH):
+            raise TargetError('no process with PID %d (it exited)' % target_pid)
+        raise KernelError(exc.errno, 'open %s' % path)
+
+
+def enter_types(target_pid, types):
+    """The namespace types ``enter`` would join: ``None``/``'all'`` means every namespace of the
+    target that differs from the caller's (like ``nsenter --all``)."""
+    target = _inspect.namespaces_of(target_pid)
+    own = _inspect.namespaces_of(os.getpid())
+    if types is None or types == 'all' or list(types) == ['all']:
+        return [t for t in ENTER_ORDER if t in target and target[t] != own.get(t)]
+    wanted = set(types)
+    unknown = wanted - set(_inspect.NS_TYPES)
+    if unknown:
+        raise TargetError('unknown namespace types %s; use %s' % (
+            ', '.join(sorted(unknown)), ', '.join(_inspect.NS_TYPES)))
+    missing = wanted - set(target)
+    if missing:
+        raise TargetError('this kernel has no %s namespace' % ', '.join(sorted(missing)))
+    # Joining one's own user namespace is EINVAL; nsenter skips it too.
+    return [t for t in ENTER_ORDER if t in wanted and not (t == 'user' and target[t] == own.get(t))]
+
+
+def _enter_child(fds, root_fd, cwd_fd, process, preserve_credentials, report_w, stdio, parent_pid,
+                 target_pid):
+    """E: setns in two passes like nsenter, fix credentials and root, fork, report."""
+    _die_with_parent(parent_pid)
+    _stdio(stdio)
+    _process.close_fds(keep=(report_w, root_fd, cwd_fd) + tuple(fds.values()))
+    done = set()
+    for attempt in (0, 1):
+        for ns_type in ENTER_ORDER[1 - attempt:]:
+            if ns_type not in fds or ns_type in done:
+                continue
+            try:
+                _syscalls.setns(fds[ns_type], _inspect.CLONE_FLAG[ns_type],
+                                label='%s namespace of PID %d' % (ns_type, target_pid))
+            except KernelError:
+                if attempt == 0:
+                    continue  # retried after the user namespace, which may grant the right
+                raise
+            done.add(ns_type)
+    if 'user' in fds and not preserve_credentials:
+        try:
+            os.setgroups([])
+        except OSError:
+            pass  # setgroups is "deny" in that user namespace
+        try:
+            os.setgid(0)
+            os.setuid(0)
+        except OSError as exc:
+            raise KernelError(exc.errno, 'become uid/gid 0 in the user namespace of PID %d' % target_pid,
+                              'that user namespace maps no uid/gid 0; use preserve_credentials')
+    if root_fd is not None:
+        os.fchdir(root_fd)
+        os.chroot('.')
+        if not _field(process, 'chdir'):
+            os.fchdir(cwd_fd)
+    alive_r, alive_w = _pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(alive_w)
+
+        def run():
+            _die_with_pipe(alive_r)
+            os.setpgid(0, 0)
+            _process.apply_and_exec(process, report_fd=report_w)
+        _process.child_main(report_w, run)
+    os.close(alive_r)
+    _process.report(report_w, {'t': 'pid1', 'pid': pid})
+    os.close(0)
+    status = _wait_status(pid)
+    _process.report(report_w, {'t': 'status', 'wait': status})
+
+
+def enter(target_pid, types, process, root=False, preserve_credentials=False, stdin=None, timeout=None):
+    """Run ``process`` inside the namespaces of ``target_pid`` (like nsenter) and return a
+    ``RunResult`` whose ``entered`` maps each joined type to its ``type:[inode]`` link."""
+    try:
+        target_pid = int(target_pid)
+    except (TypeError, ValueError):
+        raise TargetError('target PID %r is not a number' % (target_pid,))
+    if target_pid <= 0 or not os.path.isdir('/proc/%d' % target_pid):
+        raise TargetError('no process with PID %d' % target_pid)
+    if _inspect.is_kernel_thread(target_pid):
+        raise TargetError('PID %d is a kernel thread; it has no user-space namespaces to enter' % target_pid)
+    chosen = enter_types(target_pid, types)
+    links = _inspect.namespaces_of(target_pid)
+    fds = {}
+    root_fd = cwd_fd = None
+    try:
+        for ns_type in chosen:
+            fds[ns_type] = _open_target(target_pid, 'ns/' + _inspect.PROC_NAME[ns_type], os.O_RDONLY)
+        if root:
+            root_fd = _open_target(target_pid, 'root', os.O_RDONLY | os.O_DIRECTORY)
+            cwd_fd = _open_target(target_pid, 'cwd', os.O_RDONLY | os.O_DIRECTORY)
+        # The target may have exited and its PID been reused between the checks and the opens.
+        if _inspect.namespaces_of(target_pid) != links:
+            raise TargetError('PID %d changed while it was being entered (it exited?)' % target_pid)
+        entered = dict((t, links[t]) for t in chosen)
+        data = _stdin_bytes(stdin)
+        report_r, report_w = _pipe()
+        out_r, out_w = _pipe()
+        err_r, err_w = _pipe()
+        if data is None:
+            in_r, in_w = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), None
+        else:
+            in_r, in_w = _pipe()
+        parent_pid = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            _process.child_main(report_w, lambda: _enter_child(
+                fds, root_fd, cwd_fd, process, preserve_credentials, report_w, (in_r, out_w, err_w),
+                parent_pid, target_pid))
+        for fd in (report_w, out_w, err_w, in_r):
+            os.close(fd)
+    finally:
+        for fd in list(fds.values()) + [root_fd, cwd_fd]:
+            if fd is not None:
+                os.close(fd)
+    session = _Session(pid, kill_group=True)
+    try:
+        stdout, stderr = session.run(report_r, out_r, err_r, in_w, data or b'', timeout=timeout)
+    except BaseException:
+        session.kill()
+        session.reap_child()
+        raise
+    finally:
+        session.close()
+    if session.error is not None and not session.timed_out:
+        raise session.error
+    return RunResult(session.exit_code(), stdout, stderr, session.pid1, session.timed_out, entered)

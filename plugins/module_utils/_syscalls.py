@@ -1,0 +1,258 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) linuxns.isolation contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Layer 1 of the engine: the system calls Python's stdlib lacks, via ctypes.
+
+Every failure raises ``KernelError`` (an ``OSError`` carrying the errno) whose
+text says what was attempted and, where there is one, what to change.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ctypes
+import errno
+import os
+import signal
+
+from ansible_collections.linuxns.isolation.plugins.module_utils._errors import KernelError
+
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+
+MNT_FORCE = 1
+MNT_DETACH = 2
+
+PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+PR_SET_CHILD_SUBREAPER = 36
+
+# Generic syscall numbers, identical on every architecture since 5.x.
+_SYS_PIDFD_SEND_SIGNAL = 424
+_SYS_PIDFD_OPEN = 434
+
+_FLAG_NAMES = (
+    (CLONE_NEWUSER, 'user'), (CLONE_NEWPID, 'pid'), (CLONE_NEWNS, 'mount'),
+    (CLONE_NEWNET, 'net'), (CLONE_NEWIPC, 'ipc'), (CLONE_NEWUTS, 'uts'),
+    (CLONE_NEWCGROUP, 'cgroup'), (CLONE_NEWTIME, 'time'),
+)
+
+_USERNS_SYSCTL_FIX = (
+    'unprivileged user namespaces are disabled on this host: check that sysctl '
+    'user.max_user_namespaces is above 0 and, on Ubuntu/AppArmor hosts, set '
+    'kernel.apparmor_restrict_unprivileged_userns=0 (or run as root)')
+_NEED_PRIVILEGE_FIX = (
+    'creating or joining this namespace needs root (CAP_SYS_ADMIN); as an unprivileged '
+    'user also create a user namespace (namespaces: [user, ...] with map_root)')
+
+_libc = None
+
+
+def _lib():
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def flag_names(flags):
+    """``CLONE_NEW*`` bits -> list of user-facing namespace type names."""
+    return [name for bit, name in _FLAG_NAMES if flags & bit]
+
+
+def _check(result, what, fix_for=None):
+    if result == -1:
+        err = ctypes.get_errno()
+        fix = fix_for(err) if fix_for else None
+        raise KernelError(err, what, fix)
+    return result
+
+
+def _namespace_fix(flags):
+    def fix(err):
+        if err == errno.EPERM:
+            if flags & CLONE_NEWUSER and os.geteuid() != 0:
+                return _USERNS_SYSCTL_FIX
+            return _NEED_PRIVILEGE_FIX
+        if err == errno.ENOSPC:
+            return ('the limit of namespaces was reached: raise sysctl user.max_user_namespaces '
+                    '(or the user.max_*_namespaces limit of that type) or remove unused namespaces')
+        if err == errno.EINVAL:
+            return 'the kernel does not support one of these namespace types (%s)' % ', '.join(flag_names(flags))
+        if err == errno.EUSERS:
+            return 'user namespaces are nested too deeply (at most 32 levels)'
+        return None
+    return fix
+
+
+def unshare(flags):
+    """unshare(2): the calling process moves into new namespaces."""
+    what = 'unshare(%s)' % ', '.join(flag_names(flags))
+    if hasattr(os, 'unshare'):
+        try:
+            os.unshare(flags)
+        except OSError as exc:
+            raise KernelError(exc.errno, what, _namespace_fix(flags)(exc.errno))
+        return
+    _check(_lib().unshare(ctypes.c_int(flags)), what, _namespace_fix(flags))
+
+
+def setns(fd, nstype=0, label=None):
+    """setns(2): join the namespace open at ``fd`` (``label`` names it in errors)."""
+    what = 'setns(%s)' % (label or ', '.join(flag_names(nstype)) or 'fd %d' % fd)
+
+    def fix(err):
+        if err == errno.EPERM:
+            return ('joining it needs CAP_SYS_ADMIN in the user namespace that owns it: run as root, '
+                    'or as the user that created that user namespace (enter the user namespace too)')
+        if err == errno.EINVAL:
+            return 'the file is not a namespace of the expected type, or the process is multithreaded'
+        return None
+    if hasattr(os, 'setns'):
+        try:
+            os.setns(fd, nstype)
+        except OSError as exc:
+            raise KernelError(exc.errno, what, fix(exc.errno))
+        return
+    _check(_lib().setns(ctypes.c_int(fd), ctypes.c_int(nstype)), what, fix)
+
+
+def _b(value):
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value
+    return value.encode('utf-8', 'surrogateescape')
+
+
+def mount(source, target, fstype, flags=0, data=None):
+    """mount(2). ``source``/``fstype``/``data`` may be None."""
+    what = 'mount %s on %s' % (fstype or source or 'none', target)
+
+    def fix(err):
+        if err == errno.EINVAL:
+            return ('mount point %s: it must exist and be a mount point (for propagation changes) '
+                    'and the flags must fit together' % target)
+        if err == errno.EPERM:
+            return 'mounting needs root or a user namespace that owns a new mount namespace'
+        if err == errno.ENOENT:
+            return 'mount point %s does not exist' % target
+        return None
+    _check(_lib().mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)), what, fix)
+
+
+def umount2(target, flags=0):
+    def fix(err):
+        if err == errno.EINVAL:
+            return '%s is not a mount point' % target
+        return None
+    _check(_lib().umount2(_b(target), ctypes.c_int(flags)), 'umount %s' % target, fix)
+
+
+def _set_name(call, name, what):
+    raw = _b(name)
+
+    def fix(err):
+        if err == errno.EPERM:
+            return 'needs CAP_SYS_ADMIN in a new uts namespace (add uts to namespaces)'
+        if err == errno.EINVAL:
+            return 'at most 64 bytes'
+        return None
+    _check(call(raw, ctypes.c_size_t(len(raw))), what, fix)
+
+
+def sethostname(name):
+    _set_name(_lib().sethostname, name, 'sethostname(%r)' % name)
+
+
+def setdomainname(name):
+    _set_name(_lib().setdomainname, name, 'setdomainname(%r)' % name)
+
+
+def prctl(option, arg2=0):
+    _check(_lib().prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(0),
+                        ctypes.c_ulong(0), ctypes.c_ulong(0)), 'prctl(%d)' % option)
+
+
+def set_pdeathsig(sig):
+    """Deliver ``sig`` to the caller when its parent thread exits."""
+    prctl(PR_SET_PDEATHSIG, int(sig))
+
+
+def set_child_subreaper(enable=True):
+    prctl(PR_SET_CHILD_SUBREAPER, 1 if enable else 0)
+
+
+def set_name(name):
+    """The process name shown by ps/comm (at most 15 bytes are kept)."""
+    raw = _b(name)[:15]
+    buf = ctypes.create_string_buffer(raw)
+    _check(_lib().prctl(ctypes.c_int(PR_SET_NAME), buf, ctypes.c_ulong(0), ctypes.c_ulong(0),
+                        ctypes.c_ulong(0)), 'prctl(PR_SET_NAME)')
+
+
+def pidfd_open(pid):
+    """A pidfd for ``pid``; ESRCH when it no longer exists."""
+    what = 'pidfd_open(%d)' % pid
+
+    def fix(err):
+        if err == errno.ESRCH:
+            return 'no process with PID %d' % pid
+        if err == errno.ENOSYS:
+            return 'the kernel is older than 5.3'
+        return None
+    if hasattr(os, 'pidfd_open'):
+        try:
+            return os.pidfd_open(pid)
+        except OSError as exc:
+            raise KernelError(exc.errno, what, fix(exc.errno))
+    syscall = _lib().syscall
+    syscall.restype = ctypes.c_long
+    return _check(syscall(ctypes.c_long(_SYS_PIDFD_OPEN), ctypes.c_int(pid), ctypes.c_uint(0)), what, fix)
+
+
+def pidfd_send_signal(pidfd, sig):
+    """Signal the process behind ``pidfd``; ESRCH when it has exited."""
+    what = 'pidfd_send_signal(%s)' % sig
+    if hasattr(signal, 'pidfd_send_signal'):
+        try:
+            signal.pidfd_send_signal(pidfd, sig)
+        except OSError as exc:
+            raise KernelError(exc.errno, what)
+        return
+    syscall = _lib().syscall
+    syscall.restype = ctypes.c_long
+    _check(syscall(ctypes.c_long(_SYS_PIDFD_SEND_SIGNAL), ctypes.c_int(pidfd), ctypes.c_int(int(sig)),
+                   None, ctypes.c_uint(0)), what)
+
+
+def setgroups(groups):
+    """setgroups(2); EPERM inside a user namespace whose setgroups file says deny."""
+    try:
+        os.setgroups(list(groups))
+    except OSError as exc:
+        fix = None
+        if exc.errno == errno.EPERM:
+            fix = 'needs CAP_SETGID; inside a user namespace /proc/PID/setgroups must be "allow"'
+        raise KernelError(exc.errno, 'setgroups(%s)' % list(groups), fix)
