@@ -1,0 +1,423 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) linuxns.isolation contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: ns_exec
+short_description: Run a command inside the namespaces of an existing process (like nsenter)
+version_added: 0.1.0
+description:
+  - Runs a command inside the namespaces of a running process, as C(nsenter --target PID) does, without needing
+    util-linux on the target host.
+  - The target is a host PID, a PID file, or a service started by M(linuxns.isolation.pid_namespace) or
+    M(linuxns.isolation.bwrap_sandbox), looked up by name.
+  - The engine opens every namespace of the target first, then joins them; the user namespace is joined in a way that
+    works both for root and for the unprivileged owner of a rootless sandbox (as nsenter does). When a PID namespace is
+    entered, the command is forked after joining, so it gets a PID inside that namespace and C(ps) there sees the
+    target's processes.
+  - The command is run without a shell, like M(ansible.builtin.command). It fails the task when it exits non-zero.
+  - To run inside a network namespace made by C(ip netns add NAME), which has no process of its own, target a process
+    that lives in it (C(ip netns pids NAME)) with O(namespaces=[net]); see the examples.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - linuxns.isolation.target
+  - linuxns.isolation.target.STORE
+attributes:
+  check_mode:
+    support: partial
+    details:
+      - The command itself is arbitrary, so in check mode it is not run and the task is reported as skipped,
+        unless O(creates) or O(removes) decide that it would not run (they are tested for real, read-only, inside the
+        target's mount namespace); then the result is the same as a real run would give (C(changed=false)).
+  diff_mode:
+    support: none
+  platform:
+    support: full
+    platforms: posix
+options:
+  namespaces:
+    description:
+      - Which namespaces of the target to enter, a list of C(pid), C(mount), C(net), C(ipc), C(uts), C(user),
+        C(cgroup), C(time) (C(mnt) is accepted for C(mount)), or the string V(all).
+      - When omitted, every namespace of the target that differs from the caller's is entered, which is what
+        C(nsenter --all) does in effect.
+      - V(all) enters every namespace the target has, including those it shares with the caller (re-joining a mount
+        namespace resets root and working directory to it).
+      - The caller's own user namespace is never re-joined (the kernel refuses it, and nsenter skips it too).
+      - A type the running kernel does not have (for example C(time) before Linux 5.6) fails the task.
+    type: raw
+  command:
+    description:
+      - The command to run, as a string; it is split like a shell would split it, but no shell runs it.
+      - Exactly one of O(command) and O(argv) is required.
+    type: str
+  argv:
+    description:
+      - The command to run, as a list of arguments.
+      - Exactly one of O(command) and O(argv) is required.
+    type: list
+    elements: str
+  chdir:
+    description:
+      - Working directory of the command, an absolute path resolved inside the target's mount namespace (and root,
+        with O(root)).
+      - When omitted, the command starts in the root of the entered mount namespace (or, with O(root), in the
+        target's working directory), as with C(nsenter).
+    type: str
+  env:
+    description:
+      - Environment variables to set for the command, on top of the module's environment.
+    type: dict
+  stdin:
+    description:
+      - Text fed to the command's standard input.
+    type: str
+  stdin_add_newline:
+    description:
+      - Append a newline to O(stdin), as M(ansible.builtin.command) does.
+    type: bool
+    default: true
+  timeout:
+    description:
+      - Kill the command (and everything it started) after this many seconds and fail the task.
+      - The target's own processes are never signalled.
+    type: int
+  root:
+    description:
+      - Also take the target's root directory (C(nsenter --root)), which matters for a target that was chrooted or
+        pivoted (a bwrap sandbox or a container).
+    type: bool
+    default: false
+  user:
+    description:
+      - User (name or numeric id) to run the command as.
+      - A name is looked up in the host's user database, before any namespace is entered; for a user that exists only
+        inside the target, give its numeric id (as seen inside the target's user namespace).
+    type: str
+  group:
+    description:
+      - Group (name or numeric id) to run the command as; a name is looked up on the host, like O(user).
+    type: str
+  preserve_credentials:
+    description:
+      - When entering a user namespace, keep the caller's uid and gid instead of becoming root of that namespace
+        (C(nsenter --preserve-credentials)).
+    type: bool
+    default: false
+  creates:
+    description:
+      - A path; when it exists inside the target's mount namespace, the command is not run.
+      - The test runs C(test -e) inside the entered namespaces, so the target's filesystem needs a C(test) binary
+        (coreutils or busybox); a relative path is relative to O(chdir). No glob patterns, no C(~) expansion.
+      - Checked before O(removes).
+    type: str
+  removes:
+    description:
+      - A path; when it does not exist inside the target's mount namespace, the command is not run.
+      - Tested like O(creates).
+    type: str
+notes:
+  - Entering the namespaces of a process needs C(CAP_SYS_ADMIN) over the user namespace that owns them, and
+    C(/proc/PID/ns) of another user's process is unreadable without privilege. So an unprivileged user can enter
+    only sandboxes whose user namespace it owns (its own rootless bwrap sandbox); use C(become) for the others.
+    The failure message says so.
+  - When the target shares every namespace with the caller and O(namespaces) is omitted, the command simply runs
+    in the caller's namespaces and RV(entered) is empty.
+  - The target is resolved once, before entering; a service refused as not running is never entered.
+seealso:
+  - module: linuxns.isolation.ns_info
+  - module: linuxns.isolation.pid_namespace
+  - module: linuxns.isolation.bwrap_sandbox
+  - name: nsenter(1)
+    description: The util-linux tool this module mirrors.
+    link: https://man7.org/linux/man-pages/man1/nsenter.1.html
+author:
+  - linuxns.isolation contributors
+'''
+
+EXAMPLES = r'''
+- name: List the processes a container's PID namespace sees (enters its PID and mount namespaces)
+  linuxns.isolation.ns_exec:
+    pid: "{{ container_pid }}"
+    namespaces: [pid, mount]
+    argv: [ps, -eo, pid,comm]
+  register: inside
+
+- name: Enter only the PID namespace (ps would still read the host's /proc, so read a file instead)
+  linuxns.isolation.ns_exec:
+    pid: 4242
+    namespaces: [pid]
+    command: readlink /proc/self/ns/pid
+
+- name: Every namespace the target does not share with us (like nsenter --all)
+  linuxns.isolation.ns_exec:
+    pid: 4242
+    command: hostname
+
+- name: All namespaces but the user namespace (root keeps its host capabilities)
+  linuxns.isolation.ns_exec:
+    pid: 4242
+    namespaces: [pid, mount, net, ipc, uts, cgroup, time]
+    command: ip -brief address
+
+- name: Health check of a managed service, by name
+  linuxns.isolation.ns_exec:
+    name: webhook
+    argv: [curl, -fsS, http://127.0.0.1:8080/health]
+    timeout: 10
+  changed_when: false
+
+- name: Initialise a database once, inside the service's own filesystem view
+  linuxns.isolation.ns_exec:
+    name: db
+    command: /usr/local/bin/init-db
+    creates: /var/lib/db/initialised
+
+- name: A target from a PID file, as an unprivileged user inside its own rootless sandbox
+  linuxns.isolation.ns_exec:
+    pidfile: /run/user/1000/sandbox.pid
+    command: id
+    preserve_credentials: true
+
+- name: Run inside a network namespace made by 'ip netns add blue' (target any process living in it)
+  block:
+    - name: Find a process in the netns
+      ansible.builtin.command: ip netns pids blue
+      register: blue_pids
+      changed_when: false
+
+    - name: Show the addresses the netns sees
+      linuxns.isolation.ns_exec:
+        pid: "{{ blue_pids.stdout_lines[0] }}"
+        namespaces: [net]
+        argv: [ip, -brief, address]
+'''
+
+RETURN = r'''
+rc:
+  description: Exit status of the command (0 when skipped by O(creates)/O(removes)).
+  returned: always
+  type: int
+  sample: 0
+stdout:
+  description: Standard output of the command, trailing newlines removed.
+  returned: always
+  type: str
+  sample: "  PID COMMAND\n    1 sleep"
+stderr:
+  description: Standard error of the command, trailing newlines removed.
+  returned: always
+  type: str
+  sample: ""
+stdout_lines:
+  description: RV(stdout) split into lines.
+  returned: always
+  type: list
+  elements: str
+stderr_lines:
+  description: RV(stderr) split into lines.
+  returned: always
+  type: list
+  elements: str
+cmd:
+  description: The argument vector that was (or would have been) run.
+  returned: always
+  type: list
+  elements: str
+  sample: [ps, -eo, pid,comm]
+target_pid:
+  description: Host PID of the target process.
+  returned: always
+  type: int
+  sample: 4242
+entered:
+  description: The namespaces entered, type -> C(type:[inode]) as C(/proc/PID/ns) shows them.
+  returned: always
+  type: dict
+  sample: {"pid": "pid:[4026532301]", "mount": "mnt:[4026532300]"}
+msg:
+  description: Why the command was not run, or C(non-zero return code) on failure.
+  returned: when the command was skipped or failed
+  type: str
+'''
+
+import os
+import shlex
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_text
+
+from ansible_collections.linuxns.isolation.plugins.module_utils._errors import (
+    LinuxnsError,
+    TargetError,
+)
+from ansible_collections.linuxns.isolation.plugins.module_utils import _target
+
+
+def _text(value):
+    if value is None:
+        return ''
+    return to_text(value, errors='surrogate_or_replace').rstrip('\r\n')
+
+
+def _argv(params):
+    if params['argv'] is not None:
+        if not params['argv']:
+            raise TargetError("option 'argv': the list is empty; give the program and its arguments")
+        return list(params['argv'])
+    try:
+        argv = shlex.split(params['command'])
+    except ValueError as exc:
+        raise TargetError("option 'command': %r cannot be split like a shell would (%s); "
+                          'use argv to pass a list' % (params['command'], exc))
+    if not argv:
+        raise TargetError("option 'command': the string is empty; give the program to run")
+    return argv
+
+
+def _process(params, argv, env=True):
+    from ansible_collections.linuxns.isolation.plugins.module_utils._spec import process_spec
+    return process_spec({
+        'argv': argv,
+        'command': None,
+        'chdir': params['chdir'],
+        'env': params['env'] if env else None,
+        'clear_env': False,
+        'user': params['user'],
+        'group': params['group'],
+        'umask': None,
+        'rlimits': None,
+    })
+
+
+class Entry(object):
+    """Everything needed to run one thing inside the target."""
+
+    def __init__(self, module, target, types):
+        self.module = module
+        self.target = target
+        self.types = types
+
+    def run(self, process, stdin=None, timeout=None):
+        from ansible_collections.linuxns.isolation.plugins.module_utils._launcher import enter
+        params = self.module.params
+        try:
+            return enter(self.target.pid, self.types, process, root=params['root'],
+                         preserve_credentials=params['preserve_credentials'],
+                         stdin=stdin, timeout=timeout)
+        except OSError as exc:
+            if _target.is_permission_error(exc):
+                raise _target.permission_error(self.target, exc)
+            raise
+
+    def exists(self, option, path):
+        """Whether ``path`` exists inside the target (``test -e`` run in the entered namespaces)."""
+        result = self.run(_process(self.module.params, ['test', '-e', path], env=False), timeout=60)
+        if result.rc in (0, 1) and not result.timed_out:
+            return result.rc == 0
+        raise TargetError("option '%s': could not test %s inside the namespaces of %s: 'test -e' "
+                          'exited %s (%s); the target needs a test binary (coreutils or busybox) '
+                          'in its filesystem' % (option, path, self.target.describe(), result.rc,
+                                                 _text(result.stderr) or 'no output'))
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            pid=dict(type='int'),
+            name=dict(type='str'),
+            pidfile=dict(type='path'),
+            namespaces=dict(type='raw'),
+            command=dict(type='str'),
+            argv=dict(type='list', elements='str'),
+            chdir=dict(type='str'),
+            env=dict(type='dict'),
+            stdin=dict(type='str'),
+            stdin_add_newline=dict(type='bool', default=True),
+            timeout=dict(type='int'),
+            root=dict(type='bool', default=False),
+            user=dict(type='str'),
+            group=dict(type='str'),
+            preserve_credentials=dict(type='bool', default=False),
+            creates=dict(type='str'),
+            removes=dict(type='str'),
+            state_dir=dict(type='path'),
+        ),
+        mutually_exclusive=[['pid', 'name', 'pidfile'], ['command', 'argv']],
+        required_one_of=[['pid', 'name', 'pidfile'], ['command', 'argv']],
+        supports_check_mode=True,
+    )
+    params = module.params
+    result = dict(changed=False, rc=None, stdout='', stderr='', cmd=None, target_pid=None,
+                  entered={})
+
+    def finish(fail=False, **extra):
+        result.update(extra)
+        result['stdout_lines'] = result['stdout'].splitlines()
+        result['stderr_lines'] = result['stderr'].splitlines()
+        if fail:
+            module.fail_json(**result)
+        module.exit_json(**result)
+
+    try:
+        if params['timeout'] is not None and params['timeout'] <= 0:
+            raise TargetError("option 'timeout': %d must be a positive number of seconds"
+                              % params['timeout'])
+        argv = _argv(params)
+        result['cmd'] = argv
+        requested = _target.normalise_types(params['namespaces'])
+        process = _process(params, argv)
+
+        from ansible_collections.linuxns.isolation.plugins.module_utils._inspect import namespaces_of
+        store = None
+        if params['name'] is not None:
+            from ansible_collections.linuxns.isolation.plugins.module_utils._store import Store
+            store = Store(params['state_dir'])
+        target = _target.resolve(pid=params['pid'], name=params['name'],
+                                 pidfile=params['pidfile'], store=store)
+        result['target_pid'] = target.pid
+        types = _target.select_types(requested, target.namespaces, namespaces_of(os.getpid()),
+                                     _target.kernel_types())
+        result['entered'] = _target.entered_links(target.namespaces, types)
+        entry = Entry(module, target, types)
+
+        would = 'Would' if module.check_mode else 'Did'
+        if params['creates'] and entry.exists('creates', params['creates']):
+            finish(rc=0, msg="%s not run command since '%s' exists inside the target"
+                   % (would, params['creates']))
+        if params['removes'] and not entry.exists('removes', params['removes']):
+            finish(rc=0, msg="%s not run command since '%s' does not exist inside the target"
+                   % (would, params['removes']))
+
+        if module.check_mode:
+            if params['creates'] is None and params['removes'] is None:
+                finish(rc=0, skipped=True, msg='Command would have run if not in check mode')
+            finish(rc=0, changed=True, msg='Command would have run if not in check mode')
+
+        stdin = params['stdin']
+        if stdin is not None and params['stdin_add_newline']:
+            stdin += '\n'
+        run = entry.run(process, stdin=stdin, timeout=params['timeout'])
+    except LinuxnsError as exc:
+        finish(fail=True, msg=str(exc))
+
+    entered = getattr(run, 'entered', None)
+    if entered:
+        result['entered'] = dict(entered)
+    result.update(changed=True, rc=run.rc, stdout=_text(run.stdout), stderr=_text(run.stderr))
+    if run.timed_out:
+        finish(fail=True, msg='the command did not finish within %d seconds (timeout) and was '
+               "killed; the target's own processes were not touched" % params['timeout'])
+    if run.rc != 0:
+        finish(fail=True, msg='non-zero return code')
+    finish()
+
+
+if __name__ == '__main__':
+    main()
