@@ -604,6 +604,8 @@ def bwrap_spec(params, root='/'):
     disable_userns = _bool(params, 'disable_userns', False)
     if disable_userns and not has('user'):
         raise SpecError('disable_userns', disable_userns, 'needs a new user namespace', 'add user to unshare')
+    cap_add, cap_drop = _check_caps(_caps('cap_add', params.get('cap_add')),
+                                    _caps('cap_drop', params.get('cap_drop')))
     bwrap_path = params.get('bwrap_path')
     if bwrap_path is not None:
         bwrap_path = _abs_path('bwrap_path', bwrap_path)
@@ -613,9 +615,18 @@ def bwrap_spec(params, root='/'):
         hostname=hostname, uid=uid, gid=gid, chdir=chdir, env=_env(params),
         unset_env=tuple(sorted(set(unset_env))), clear_env=clear_env,
         new_session=new_session, die_with_parent=die_with_parent, as_pid_1=as_pid_1,
-        cap_add=_caps('cap_add', params.get('cap_add')),
-        cap_drop=_caps('cap_drop', params.get('cap_drop')),
+        cap_add=cap_add, cap_drop=cap_drop,
         seccomp=_seccomp(params), disable_userns=disable_userns, bwrap_path=bwrap_path)
+
+
+def _check_caps(cap_add, cap_drop):
+    if 'ALL' in cap_add and 'ALL' in cap_drop:
+        raise SpecError('cap_drop', list(cap_drop), 'drops ALL while cap_add adds ALL',
+                        'keep ALL on one side only')
+    both = sorted(set(cap_add) & set(cap_drop))
+    if both:
+        raise SpecError('cap_drop', both, 'are also in cap_add', 'list each capability on one side only')
+    return cap_add, cap_drop
 
 
 def data_sources(spec):
@@ -700,11 +711,12 @@ def build_argv(spec, version, info_fd=None, json_status_fd=None, bwrap_path=None
         args += ['--unsetenv', name]
     for key, value in spec.env:
         args += ['--setenv', key, value]
-    for cap in spec.cap_add:
-        args += ['--cap-add', cap]
-    # Drops after adds: cap_add [ALL] + cap_drop [X] means everything but X.
-    for cap in spec.cap_drop:
-        args += ['--cap-drop', cap]
+    # bwrap applies these in order. cap_drop [ALL] + cap_add [X] means only X,
+    # cap_add [ALL] + cap_drop [X] means all but X (as docker run does).
+    adds = [['--cap-add', cap] for cap in spec.cap_add]
+    drops = [['--cap-drop', cap] for cap in spec.cap_drop]
+    for pair in (drops + adds if 'ALL' in spec.cap_drop else adds + drops):
+        args += pair
     fds = dict((id(payload), fd) for fd, kind, payload in data_sources(spec))
     if spec.seccomp:
         args += ['--seccomp', str(DATA_FD_BASE)]

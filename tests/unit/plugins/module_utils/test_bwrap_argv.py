@@ -1,0 +1,412 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) linuxns.isolation contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""bwrap layer without running bwrap: spec validation, argv order, version gating (fake versions)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import stat
+
+import pytest
+
+from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap
+from ansible_collections.linuxns.isolation.plugins.module_utils._errors import SpecError
+
+NEW = (0, 11, 0)
+PROFILE_TAIL = ['--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp']
+
+
+@pytest.fixture
+def merged_root(tmp_path):
+    """A host root with merged /usr: /bin -> usr/bin etc., no /lib32."""
+    for name in ('bin', 'sbin', 'lib', 'lib64'):
+        (tmp_path / 'usr' / name).mkdir(parents=True)
+        os.symlink('usr/' + name, str(tmp_path / name))
+    return str(tmp_path)
+
+
+@pytest.fixture
+def split_root(tmp_path):
+    """A host root without merged /usr: real /bin and /lib directories."""
+    for name in ('bin', 'lib'):
+        (tmp_path / name).mkdir()
+    return str(tmp_path)
+
+
+def spec(root='/nonexistent-root', **params):
+    params.setdefault('argv', ['app', '--flag'])
+    params.setdefault('profile', 'none')
+    return _bwrap.bwrap_spec(params, root=root)
+
+
+def argv(version=NEW, **params):
+    return _bwrap.build_argv(spec(**params), version, bwrap_path='/usr/bin/bwrap')
+
+
+def after(args, flag):
+    """The argument that follows ``flag`` in ``args``."""
+    return args[args.index(flag) + 1]
+
+
+def spec_error(**params):
+    with pytest.raises(SpecError) as info:
+        argv(**params)
+    return info.value
+
+
+# --- version ---------------------------------------------------------------
+
+@pytest.mark.parametrize('text, version', [
+    ('bubblewrap 0.8.0\n', (0, 8, 0)),
+    ('bubblewrap 0.11.1', (0, 11, 1)),
+    ('bubblewrap 0.4', (0, 4, 0)),
+    ('bwrap version 1.0.2-rc1', (1, 0, 2)),
+    ('no digits here', None),
+])
+def test_parse_version(text, version):
+    assert _bwrap.parse_version(text) == version
+
+
+def test_bwrap_version_runs_the_binary_once_per_path(tmp_path):
+    counter = tmp_path / 'calls'
+    fake = tmp_path / 'bwrap'
+    fake.write_text('#!/bin/sh\necho x >> %s\necho "bubblewrap 0.9.0"\n' % counter)
+    fake.chmod(0o755)
+    assert _bwrap.bwrap_version(str(fake)) == (0, 9, 0)
+    assert _bwrap.bwrap_version(str(fake)) == (0, 9, 0)
+    assert counter.read_text().count('x') == 1
+
+
+def test_bwrap_version_of_something_that_is_not_bwrap(tmp_path):
+    fake = tmp_path / 'bwrap'
+    fake.write_text('#!/bin/sh\necho "usage: frobnicate"\n')
+    fake.chmod(0o755)
+    with pytest.raises(SpecError) as info:
+        _bwrap.bwrap_version(str(fake))
+    assert info.value.option == 'bwrap_path'
+    assert 'frobnicate' in str(info.value)
+
+
+def test_find_bwrap_missing_names_the_install_commands(monkeypatch, tmp_path):
+    monkeypatch.setenv('PATH', str(tmp_path))
+    with pytest.raises(SpecError) as info:
+        _bwrap.find_bwrap()
+    message = str(info.value)
+    assert 'apt-get install bubblewrap' in message
+    assert 'dnf install bubblewrap' in message
+    assert 'linuxns.isolation.sandbox_host' in message
+
+
+def test_find_bwrap_explicit_path(tmp_path):
+    fake = tmp_path / 'bwrap'
+    fake.write_text('#!/bin/sh\n')
+    with pytest.raises(SpecError, match='not executable'):
+        _bwrap.find_bwrap(str(fake))
+    fake.chmod(0o755)
+    assert _bwrap.find_bwrap(str(fake)) == str(fake)
+    with pytest.raises(SpecError, match='does not exist'):
+        _bwrap.find_bwrap(str(tmp_path / 'nope'))
+    with pytest.raises(SpecError, match='absolute'):
+        _bwrap.find_bwrap('bin/bwrap')
+
+
+# --- argv order --------------------------------------------------------------
+
+def test_default_spec_is_unshare_all_new_session_and_command_after_double_dash():
+    args = argv()
+    assert args == ['/usr/bin/bwrap', '--unshare-all', '--new-session', '--', 'app', '--flag']
+
+
+def test_status_descriptors_come_before_mounts():
+    args = _bwrap.build_argv(spec(mounts=[{'type': 'tmpfs', 'dest': '/x'}]), NEW,
+                             info_fd=3, json_status_fd=4, bwrap_path='/b')
+    assert args == ['/b', '--unshare-all', '--new-session', '--info-fd', '3',
+                    '--json-status-fd', '4', '--tmpfs', '/x', '--', 'app', '--flag']
+
+
+def test_minimal_profile_on_merged_usr_host(merged_root):
+    args = _bwrap.build_argv(spec(root=merged_root, profile='minimal'), NEW, bwrap_path='/b')
+    assert args[args.index('--ro-bind'):args.index('--')] == [
+        '--ro-bind', '/usr', '/usr', '--ro-bind', '/etc', '/etc',
+        '--symlink', 'usr/bin', '/bin', '--symlink', 'usr/sbin', '/sbin',
+        '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64'] + PROFILE_TAIL
+
+
+def test_minimal_profile_on_split_usr_host_binds_the_directories(split_root):
+    args = _bwrap.build_argv(spec(root=split_root, profile='minimal'), NEW, bwrap_path='/b')
+    assert args[args.index('--ro-bind'):args.index('--')] == [
+        '--ro-bind', '/usr', '/usr', '--ro-bind', '/etc', '/etc',
+        '--ro-bind-try', '/bin', '/bin', '--ro-bind-try', '/lib', '/lib'] + PROFILE_TAIL
+
+
+def test_profile_is_the_default_and_user_mounts_follow_it_in_the_given_order(merged_root, tmp_path):
+    data = tmp_path / 'data'
+    data.mkdir()
+    params = {'argv': ['app'], 'mounts': [
+        {'type': 'tmpfs', 'dest': '/run'},
+        {'type': 'bind', 'src': str(data), 'dest': '/data'},
+        {'type': 'dir', 'dest': '/run/app'},
+        {'type': 'remount_ro', 'dest': '/data'},
+    ]}
+    args = _bwrap.build_argv(_bwrap.bwrap_spec(params, root=merged_root), NEW, bwrap_path='/b')
+    tail = args[args.index('/tmp') + 1:]
+    assert tail == ['--tmpfs', '/run', '--bind', str(data), '/data', '--dir', '/run/app',
+                    '--remount-ro', '/data', '--', 'app']
+
+
+def test_perms_and_size_directly_precede_their_operation():
+    args = argv(mounts=[
+        {'type': 'dir', 'dest': '/a'},
+        {'type': 'tmpfs', 'dest': '/t', 'mode': '0700', 'size': '64M'},
+        {'type': 'dir', 'dest': '/b', 'mode': 0o750},
+    ])
+    body = args[args.index('--new-session') + 1:args.index('--')]
+    assert body == ['--dir', '/a',
+                    '--perms', '0700', '--size', str(64 << 20), '--tmpfs', '/t',
+                    '--perms', '0750', '--dir', '/b']
+
+
+@pytest.mark.parametrize('kind, flag', [('bind', '--bind'), ('ro_bind', '--ro-bind'),
+                                        ('dev_bind', '--dev-bind')])
+def test_bind_types_and_their_try_variants(kind, flag, tmp_path):
+    args = argv(mounts=[{'type': kind, 'src': str(tmp_path), 'dest': '/x'},
+                        {'type': kind, 'src': '/does/not/exist', 'dest': '/y', 'optional': True}])
+    assert args[args.index(flag):args.index('--')] == [
+        flag, str(tmp_path), '/x', flag + '-try', '/does/not/exist', '/y']
+
+
+@pytest.mark.parametrize('kind, flag', [('proc', '--proc'), ('dev', '--dev'), ('mqueue', '--mqueue'),
+                                        ('tmpfs', '--tmpfs'), ('dir', '--dir'),
+                                        ('remount_ro', '--remount-ro')])
+def test_destination_only_types(kind, flag):
+    assert argv(mounts=[{'type': kind, 'dest': '/m//n/'}])[-5:-2] == [flag, '/m/n', '--']
+
+
+def test_symlink_keeps_a_relative_target():
+    assert argv(mounts=[{'type': 'symlink', 'src': '../usr/bin', 'dest': '/bin'}])[-6:-2] == \
+        ['--symlink', '../usr/bin', '/bin', '--']
+
+
+def test_seccomp_and_file_contents_get_consecutive_descriptors_from_5(tmp_path):
+    program = tmp_path / 'filter.bpf'
+    program.write_bytes(b'\x06\x00\x00\x00\x00\x00\xff\x7f')
+    host_file = tmp_path / 'motd'
+    host_file.write_text('hi')
+    args = argv(seccomp=str(program), mounts=[
+        {'type': 'file', 'dest': '/etc/a', 'content': 'A'},
+        {'type': 'tmpfs', 'dest': '/t'},
+        {'type': 'file', 'dest': '/etc/b', 'src': str(host_file), 'mode': '0644'},
+    ])
+    assert after(args, '--seccomp') == '5'
+    assert args[args.index('--file'):args.index('--')] == [
+        '--file', '6', '/etc/a', '--tmpfs', '/t', '--perms', '0644', '--file', '7', '/etc/b']
+    assert [(fd, kind) for fd, kind, _ in _bwrap.data_sources(spec(
+        seccomp=str(program), mounts=[{'type': 'file', 'dest': '/f', 'content': ''}]))] == \
+        [(5, 'seccomp'), (6, 'file')]
+
+
+def test_file_descriptors_start_at_5_without_seccomp():
+    assert after(argv(mounts=[{'type': 'file', 'dest': '/f', 'content': 'x'}]), '--file') == '5'
+
+
+def test_explicit_unshare_list_is_sorted_and_deduplicated():
+    args = argv(unshare=['pid', 'user', 'ipc', 'pid'])
+    assert args[1:4] == ['--unshare-ipc', '--unshare-pid', '--unshare-user']
+    assert '--unshare-all' not in args
+
+
+def test_share_net_with_all():
+    assert argv(share_net=True)[1:3] == ['--unshare-all', '--share-net']
+
+
+def test_share_net_with_an_explicit_list_without_net_emits_nothing_extra():
+    args = argv(unshare=['pid'], share_net=True)
+    assert '--share-net' not in args and '--unshare-net' not in args
+
+
+def test_share_net_contradicts_net_in_unshare():
+    error = spec_error(unshare=['pid', 'net'], share_net=True)
+    assert error.option == 'share_net'
+    assert 'net' in str(error)
+
+
+def test_environment_clearenv_before_setenv():
+    args = argv(clear_env=True, env={'B': 2, 'A': 'x'}, unset_env=['HOME'])
+    body = args[args.index('--clearenv'):args.index('--')]
+    assert body == ['--clearenv', '--unsetenv', 'HOME', '--setenv', 'A', 'x', '--setenv', 'B', '2']
+
+
+def test_process_options():
+    args = argv(uid=1000, gid=100, hostname='box', chdir='/work', as_pid_1=True, detach=False)
+    assert after(args, '--uid') == '1000'
+    assert after(args, '--gid') == '100'
+    assert after(args, '--hostname') == 'box'
+    assert after(args, '--chdir') == '/work'
+    assert {'--as-pid-1', '--die-with-parent', '--new-session'} <= set(args)
+
+
+def test_die_with_parent_defaults_to_not_detach():
+    assert '--die-with-parent' in argv(detach=False)
+    assert '--die-with-parent' not in argv(detach=True)
+    assert '--die-with-parent' not in argv(detach=False, die_with_parent=False)
+    assert '--new-session' not in argv(new_session=False)
+
+
+def test_disable_userns_with_all_asks_for_a_certain_user_namespace():
+    args = argv(disable_userns=True)
+    assert args[1:4] == ['--unshare-all', '--unshare-user', '--disable-userns']
+    assert argv(unshare=['user'], disable_userns=True)[1:3] == ['--unshare-user', '--disable-userns']
+
+
+def test_capabilities_normalised_and_ordered_like_docker():
+    args = argv(cap_drop=['all'], cap_add=['net_admin', 'CAP_SYS_TIME'])
+    body = args[args.index('--cap-drop'):args.index('--')]
+    assert body == ['--cap-drop', 'ALL', '--cap-add', 'CAP_NET_ADMIN', '--cap-add', 'CAP_SYS_TIME']
+    args = argv(cap_add=['ALL'], cap_drop=['sys_admin'])
+    assert args[args.index('--cap-add'):args.index('--')] == [
+        '--cap-add', 'ALL', '--cap-drop', 'CAP_SYS_ADMIN']
+
+
+def test_command_string_is_split_without_a_shell():
+    assert argv(argv=None, command="sh -c 'echo a b'")[-3:] == ['sh', '-c', 'echo a b']
+
+
+# --- validation ----------------------------------------------------------------
+
+@pytest.mark.parametrize('params, option, words', [
+    ({'unshare': ['pid', 'mnt']}, 'unshare', 'mnt'),
+    ({'unshare': ['all', 'pid']}, 'unshare', 'all'),
+    ({'profile': 'full'}, 'profile', 'minimal or none'),
+    ({'hostname': 'box', 'unshare': ['pid']}, 'hostname', 'uts'),
+    ({'hostname': 'bad_name!'}, 'hostname', 'host name'),
+    ({'uid': 0, 'unshare': ['pid']}, 'uid', 'user'),
+    ({'gid': 0, 'unshare': ['pid']}, 'gid', 'user'),
+    ({'uid': -1}, 'uid', 'integer'),
+    ({'as_pid_1': True, 'unshare': ['user']}, 'as_pid_1', 'pid'),
+    ({'disable_userns': True, 'unshare': ['pid']}, 'disable_userns', 'user'),
+    ({'chdir': 'relative'}, 'chdir', 'absolute'),
+    ({'cap_add': ['CAP_FLY']}, 'cap_add', 'capability'),
+    ({'cap_add': ['ALL'], 'cap_drop': ['ALL']}, 'cap_drop', 'ALL'),
+    ({'cap_add': ['NET_RAW'], 'cap_drop': ['CAP_NET_RAW']}, 'cap_drop', 'one side'),
+    ({'env': {'A=B': 'x'}}, 'env', 'variable name'),
+    ({'command': 'a', 'argv': ['a']}, 'command', 'either'),
+    ({'argv': []}, 'argv', 'empty'),
+    ({'seccomp': 'relative.bpf'}, 'seccomp', 'absolute'),
+    ({'seccomp': '/does/not/exist.bpf'}, 'seccomp', 'compiled'),
+    ({'bwrap_path': 'bwrap'}, 'bwrap_path', 'absolute'),
+    ({'mounts': [{'type': 'overlay', 'dest': '/x'}]}, 'mounts[0].type', 'bind ro_bind'),
+    ({'mounts': [{'type': 'tmpfs', 'dest': 'x'}]}, 'mounts[0].dest', 'absolute'),
+    ({'mounts': [{'type': 'tmpfs'}]}, 'mounts[0].dest', 'path'),
+    ({'mounts': [{'type': 'bind', 'dest': '/x'}]}, 'mounts[0].src', 'required'),
+    ({'mounts': [{'type': 'bind', 'src': '/does/not/exist', 'dest': '/x'}]}, 'mounts[0].src',
+     'optional: true'),
+    ({'mounts': [{'type': 'tmpfs', 'dest': '/x', 'optional': True}]}, 'mounts[0].optional', 'bind'),
+    ({'mounts': [{'type': 'tmpfs', 'dest': '/x', 'src': '/y'}]}, 'mounts[0].src', 'remove src'),
+    ({'mounts': [{'type': 'bind', 'src': '/', 'dest': '/x', 'mode': '0700'}]}, 'mounts[0].mode',
+     '--perms'),
+    ({'mounts': [{'type': 'dir', 'dest': '/x', 'mode': '0999'}]}, 'mounts[0].mode', 'octal'),
+    ({'mounts': [{'type': 'dir', 'dest': '/x', 'mode': 0o17777}]}, 'mounts[0].mode', '7777'),
+    ({'mounts': [{'type': 'dir', 'dest': '/x', 'size': '1M'}]}, 'mounts[0].size', 'tmpfs'),
+    ({'mounts': [{'type': 'tmpfs', 'dest': '/x', 'size': 'lots'}]}, 'mounts[0].size', '64M'),
+    ({'mounts': [{'type': 'tmpfs', 'dest': '/x', 'size': 0}]}, 'mounts[0].size', 'above 0'),
+    ({'mounts': [{'type': 'tmpfs', 'dest': '/x', 'flags': 1}]}, 'mounts[0]', 'flags'),
+    ({'mounts': [{'type': 'symlink', 'dest': '/x'}]}, 'mounts[0].src', 'link target'),
+    ({'mounts': [{'type': 'file', 'dest': '/x'}]}, 'mounts[0]', 'content'),
+    ({'mounts': [{'type': 'dir', 'dest': '/x', 'content': 'a'}]}, 'mounts[0].content', 'file'),
+    ({'mounts': 'tmpfs:/x'}, 'mounts', 'list'),
+])
+def test_invalid_input_names_option_and_fix(params, option, words):
+    error = spec_error(**params)
+    assert error.option == option
+    assert words in str(error)
+    assert error.fix
+
+
+@pytest.mark.parametrize('value, number', [('0755', 0o755), ('755', 0o755), ('0o700', 0o700),
+                                           (0o1777, 0o1777), (0, 0)])
+def test_mode_forms(value, number):
+    assert _bwrap.parse_mode('mode', value) == number
+
+
+@pytest.mark.parametrize('value, number', [(4096, 4096), ('4096', 4096), ('64M', 64 << 20),
+                                           ('1GiB', 1 << 30), ('512k', 512 << 10)])
+def test_size_forms(value, number):
+    assert _bwrap.parse_size('size', value) == number
+
+
+def test_spec_is_immutable_and_comparable():
+    first, second = spec(), spec()
+    assert first == second
+    with pytest.raises(AttributeError):
+        first.hostname = 'x'
+
+
+# --- version gating -------------------------------------------------------------
+
+GATED = [
+    # (params, bwrap option, module option named in the error)
+    ({'clear_env': True}, '--clearenv', 'clear_env'),
+    ({'mounts': [{'type': 'dir', 'dest': '/x', 'mode': '0700'}]}, '--perms', 'mounts[].mode'),
+    ({'mounts': [{'type': 'tmpfs', 'dest': '/x', 'size': 4096}]}, '--size', 'mounts[].size'),
+    ({'disable_userns': True}, '--disable-userns', 'disable_userns'),
+]
+
+
+@pytest.mark.parametrize('params, flag, option', GATED)
+def test_option_is_refused_on_the_release_before_the_one_that_added_it(params, flag, option):
+    added = _bwrap.OPTION_ADDED[flag]
+    older = (added[0], added[1] - 1, 9)
+    with pytest.raises(SpecError) as info:
+        argv(version=older, **params)
+    message = str(info.value)
+    assert info.value.option == option
+    assert _bwrap.version_text(older) in message
+    assert _bwrap.version_text(added) in message
+    assert flag in message
+    assert flag in argv(version=added, **params)
+
+
+def test_bwrap_older_than_supported_is_refused_with_the_upgrade_fix():
+    with pytest.raises(SpecError) as info:
+        argv(version=(0, 3, 3))
+    assert '0.3.3' in str(info.value) and '0.4.0' in str(info.value)
+    assert 'upgrade' in str(info.value)
+
+
+def test_every_emitted_option_is_in_the_version_table(tmp_path):
+    program = tmp_path / 'f.bpf'
+    program.write_bytes(b'\0' * 8)
+    everything = argv(
+        unshare=['user', 'ipc', 'pid', 'net', 'uts', 'cgroup'], uid=1, gid=1, hostname='h',
+        chdir='/', env={'A': 'b'}, unset_env=['C'], clear_env=True, detach=False, as_pid_1=True,
+        cap_add=['ALL'], cap_drop=['NET_RAW'], seccomp=str(program), disable_userns=True,
+        mounts=[{'type': t, 'dest': '/m%d' % i, 'src': {'symlink': 'x', 'file': str(program)}.get(
+            t, '/' if t in _bwrap.BIND_TYPES else None)} for i, t in enumerate(_bwrap.MOUNT_TYPES)]
+        + [{'type': 'bind', 'src': '/nope', 'dest': '/n', 'optional': True},
+           {'type': 'tmpfs', 'dest': '/s', 'size': 1, 'mode': '0700'}])
+    flags = set(arg for arg in everything[1:everything.index('--') + 1] if arg.startswith('--'))
+    assert flags - set(_bwrap.OPTION_ADDED) == set()
+    assert len(flags) >= 30
+
+
+def test_userns_hint_only_for_namespace_failures():
+    assert 'user.max_user_namespaces' in _bwrap.userns_hint(
+        'bwrap: setting up uid map: Permission denied')
+    assert 'kernel.apparmor_restrict_unprivileged_userns' in _bwrap.userns_hint(
+        'bwrap: No permissions to create new namespace, likely because the kernel does not allow '
+        'non-privileged user namespaces.')
+    assert _bwrap.userns_hint("bwrap: Can't find source path /nope: No such file or directory") is None
+    message = _bwrap.bwrap_failure("bwrap: Can't find source path /nope: No such file or directory\n")
+    assert message.endswith("bwrap: Can't find source path /nope: No such file or directory")
+
+
+def test_setuid_detection(tmp_path):
+    plain = tmp_path / 'bwrap'
+    plain.write_text('')
+    assert not _bwrap.is_setuid(str(plain))
+    os.chmod(str(plain), stat.S_ISUID | 0o755)
+    assert _bwrap.is_setuid(str(plain))
