@@ -176,7 +176,7 @@ class _Session(object):
                     os.killpg(self.pid1, signal.SIGKILL)
                 except OSError:
                     pass
-        if self.child_status is None:
+        elif self.child_status is None:
             # Still our unreaped child, so the PID cannot have been reused.
             try:
                 os.kill(self.child_pid, signal.SIGKILL)
