@@ -132,6 +132,8 @@ CAPABILITIES = frozenset('CAP_' + name for name in (
 INFO_FD = 3
 STATUS_FD = 4
 DATA_FD_BASE = 5
+# Seconds bwrap gets to reap a killed sandbox before it is killed as well.
+KILL_GRACE = 5.0
 
 INSTALL_FIX = ("install bubblewrap (apt-get install bubblewrap, dnf install bubblewrap or "
                "pacman -S bubblewrap), apply the role linuxns.isolation.sandbox_host, "
@@ -926,6 +928,8 @@ def _kill_sandbox(bwrap_pid, child_pidfd):
             signal.pidfd_send_signal(child_pidfd, signal.SIGKILL)
         except OSError:
             pass
+    if bwrap_pid is None:
+        return
     try:
         os.kill(bwrap_pid, signal.SIGKILL)  # our own unreaped child: cannot be a reused PID
     except OSError:
@@ -1036,6 +1040,13 @@ def _collect(pid, argv, info_r, status_r, out_r, err_r, in_w, stdin, timeout):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 and not timed_out:
                     timed_out = True
+                    # Killing the sandbox PID 1 takes its pid namespace down;
+                    # bwrap then reaps it and exits by itself.
+                    if child_pidfd is not None:
+                        _kill_sandbox(None, child_pidfd)
+                    else:
+                        _kill_sandbox(pid, None)
+                elif remaining <= -KILL_GRACE:
                     _kill_sandbox(pid, child_pidfd)
                 wait = max(0.0, min(wait, remaining)) if remaining > 0 else 0.05
             readable, writable, _ = select.select(list(readers), list(writers), [], wait)
