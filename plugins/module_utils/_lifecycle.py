@@ -1,0 +1,457 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) linuxns.isolation contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Desired vs actual for pid_namespace and bwrap_sandbox: one implementation.
+
+An engine plugs in as a ``Driver`` (validate + build, start, run one-shot, verify,
+stop). ``converge()`` compares what the task asks for with what the store knows,
+decides the actions once (``plan()``), and in check mode reports them without
+touching anything; otherwise it acts under the per-name lock. ``run_module()`` is
+all a module's ``main()`` has to call.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import collections
+import datetime
+import errno
+import glob
+import os
+import signal
+import time
+
+from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
+from ansible_collections.linuxns.isolation.plugins.module_utils import _spec
+from ansible_collections.linuxns.isolation.plugins.module_utils._errors import (
+    LinuxnsError, StartError, StoreError)
+from ansible_collections.linuxns.isolation.plugins.module_utils._store import Record, Store
+
+# How long a fresh service is watched for an immediate death before the task returns.
+START_GRACE = 0.3
+_START_POLL = 0.05
+LOG_TAIL_LINES = 20
+
+PidLaunch = collections.namedtuple('PidLaunch', 'process namespaces lifecycle')
+
+
+class Driver(object):
+    """What an engine provides to ``converge``. Subclasses set ``module`` and implement the methods."""
+
+    module = None
+
+    def build(self, params):
+        """Validate ``params`` (raise SpecError) and return ``(canonical_dict, launch)``."""
+        raise NotImplementedError
+
+    def start(self, launch, log_path, status_path):
+        """Start the service detached; return an object with the fields of ``_launcher.Started``."""
+        raise NotImplementedError
+
+    def run_oneshot(self, launch, timeout, stdin=None):
+        """Run to completion; return an object with the fields of ``_launcher.RunResult``."""
+        raise NotImplementedError
+
+    def verify(self, started, launch):
+        """Raise StartError unless the started service is isolated as ``launch`` says."""
+
+    def stop(self, store, record, stop_signal, stop_timeout):
+        """Stop the service of ``record`` (identity-checked); the default signals its PID 1."""
+        return store.stop(record, stop_signal, stop_timeout)
+
+
+class PidNamespaceDriver(Driver):
+    """linuxns.isolation.pid_namespace: new namespaces through the engine's launcher."""
+
+    module = 'pid_namespace'
+    options = _spec.LIFECYCLE_OPTIONS + _spec.PID_NAMESPACE_OPTIONS
+
+    def build(self, params):
+        lifecycle = _spec.lifecycle_spec(params)
+        process = _spec.process_spec(params)
+        namespaces = _spec.namespace_spec(params)
+        return _spec.canonical(params, self.options), PidLaunch(process, namespaces, lifecycle)
+
+    def start(self, launch, log_path, status_path):
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher
+        return _launcher.start_detached(launch.process, launch.namespaces, launch.lifecycle,
+                                        log_path, status_path)
+
+    def run_oneshot(self, launch, timeout, stdin=None):
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher
+        return _launcher.run_oneshot(launch.process, launch.namespaces, launch.lifecycle,
+                                     timeout=timeout, stdin=stdin)
+
+    def verify(self, started, launch):
+        ident = _inspect.identity(started.pid)
+        if ident is None or ident.start_time != started.start_time:
+            raise StartError('PID 1 of the new namespace (host PID %d) is gone right after the start'
+                             % started.pid)
+        host_pidns = _inspect.ns_inode(os.getpid(), 'pid')
+        if ident.pidns_inode == host_pidns:
+            raise StartError('host PID %d runs in the PID namespace of the module (pid:[%d]), not in '
+                             'a new one' % (started.pid, host_pidns))
+        if launch.namespaces.mount_proc:
+            # /proc/PID/root resolves inside the service's mount namespace: the /proc mounted
+            # there must be the new PID namespace's, whose PID 1 is our process.
+            stat = '/proc/%d/root/proc/1/stat' % started.pid
+            try:
+                with open(stat, 'rb') as handle:
+                    data = handle.read()
+                inner_start = int(data[data.rfind(b')') + 2:].split()[19])
+            except (OSError, ValueError, IndexError) as exc:
+                raise StartError('cannot check the /proc of the new namespace (%s: %s)'
+                                 % (stat, getattr(exc, 'strerror', None) or exc))
+            if inner_start != ident.start_time:
+                raise StartError('the /proc of the new namespace (host PID %d) does not show its own '
+                                 'process tree: its PID 1 is another process' % started.pid)
+
+
+# ---------------------------------------------------------------------------
+# decisions (pure: the same for check mode and a real run)
+
+def plan(state, record, live, desired_hash, module):
+    """The actions, in order, that bring ``record``/``live`` to ``state``: 'stop', 'remove', 'start'."""
+    if state == 'started':
+        if live and record.spec_hash == desired_hash and record.module == module:
+            return []
+        return (['stop'] if live else []) + ['start']
+    if state == 'restarted':
+        return (['stop'] if live else []) + ['start']
+    if state == 'stopped':
+        return ['stop'] if live else []
+    if state == 'absent':
+        if record is None:
+            return []
+        return (['stop'] if live else []) + ['remove']
+    raise ValueError('unknown state %r' % (state,))
+
+
+def _header(module, name, what):
+    return '%s %s: %s' % (module, name, what)
+
+
+def _diff(driver, name, state, record, live, actions, canonical):
+    before_spec = record.spec if record is not None and (live or 'remove' in actions) else None
+    if live:
+        before_what = 'running (pid %d)' % record.pid
+    elif record is not None:
+        before_what = 'not running (record kept)'
+    else:
+        before_what = 'absent'
+    runs_after = 'start' in actions or (live and not actions and state == 'started')
+    if runs_after:
+        after_what = 'restarted' if 'stop' in actions else ('started' if actions else 'running')
+    elif state == 'absent' or (record is None and not live):
+        after_what = 'absent'
+    else:
+        after_what = 'not running (record kept)'
+    return {
+        'before': dict(before_spec or {}),
+        'after': dict(canonical or {}) if runs_after else {},
+        'before_header': _header(driver.module, name, before_what),
+        'after_header': _header(driver.module, name, after_what),
+    }
+
+
+# ---------------------------------------------------------------------------
+# converge
+
+def converge(module_params, driver, check_mode, store):
+    """Bring the service described by ``module_params`` to its ``state``; return the result dict.
+
+    Raises LinuxnsError (SpecError, StoreError, StartError, KernelError) for an expected
+    failure; a one-shot that exits non-zero or times out is a result with ``failed: true``.
+    """
+    params = dict(module_params)
+    name, state, detach = _spec.validate_lifecycle(params)
+    has_command = params.get('command') is not None or params.get('argv') is not None
+    if not detach and state != 'absent':
+        canonical, launch = driver.build(params)
+        return _one_shot(params, driver, canonical, launch, check_mode)
+    canonical = launch = None
+    if state in ('started', 'restarted') or has_command:
+        canonical, launch = driver.build(params)
+    else:
+        _spec.lifecycle_spec(params)
+    desired_hash = _spec.spec_hash(canonical) if canonical is not None else None
+    if check_mode:
+        return _converge_service(params, driver, store, name, state, canonical, launch, desired_hash, True)
+    if state in ('stopped', 'absent') and not os.path.lexists(store.record_path(name)):
+        # Nothing to stop or forget: do not even create the state directory for a lock.
+        return _converge_service(params, driver, store, name, state, canonical, launch, desired_hash, True)
+    with store.lock(name):
+        return _converge_service(params, driver, store, name, state, canonical, launch, desired_hash, False)
+
+
+def _read(store, name, state):
+    """The record of ``name``; a damaged record is only tolerated (as None) for state absent."""
+    try:
+        return store.read(name), False
+    except StoreError:
+        if state != 'absent':
+            raise
+        return None, True
+
+
+def _converge_service(params, driver, store, name, state, canonical, launch, desired_hash, dry):
+    record, damaged = _read(store, name, state)
+    live = record is not None and store.is_live(record)
+    actions = plan(state, record, live, desired_hash, driver.module)
+    if damaged:
+        actions = ['remove']
+    diff = _diff(driver, name, state, record, live, actions, canonical)
+    if not dry:
+        if 'stop' in actions:
+            stop_signal, stop_timeout = _stop_settings(params, record)
+            driver.stop(store, record, stop_signal, stop_timeout)
+        if 'remove' in actions:
+            store.remove(name)
+        if 'start' in actions:
+            record = _start(params, driver, store, name, canonical, launch, desired_hash)
+        live = 'start' in actions or (live and 'stop' not in actions)
+    else:
+        live = live and 'stop' not in actions and 'start' not in actions
+        if 'start' in actions:
+            record = None
+    result = _service_result(params, driver, store, name, state, record, live, desired_hash, dry)
+    result['changed'] = bool(actions)
+    result['actions'] = actions
+    result['diff'] = diff
+    return result
+
+
+def _stop_settings(params, record):
+    """The recorded service's stop signal (its init treats that one as the stop request) and timeout."""
+    spec = record.spec if isinstance(record.spec, dict) else {}
+    try:
+        stop_signal = signal.Signals[_spec.OPTIONS['stop_signal'].normalise(
+            spec.get('stop_signal', 'SIGTERM'))].value
+    except LinuxnsError:
+        stop_signal = signal.SIGTERM
+    if params.get('stop_timeout') is not None:
+        return stop_signal, _spec.OPTIONS['stop_timeout'].normalise(params['stop_timeout'])
+    try:
+        return stop_signal, _spec.OPTIONS['stop_timeout'].normalise(spec.get('stop_timeout', 10))
+    except LinuxnsError:
+        return stop_signal, 10
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3] + 'Z'
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            raise
+
+
+def _start(params, driver, store, name, canonical, launch, desired_hash):
+    store.ensure_dir()
+    log_path = _spec.OPTIONS['log_path'].normalise(params['log_path']) if params.get('log_path') \
+        else store.log_path(name)
+    status_path = store.status_path(name)
+    # A stale status file ('exited' from the last run) would read as an immediate death.
+    _unlink(status_path)
+    try:
+        log_offset = os.stat(log_path).st_size
+        log_existed = True
+    except OSError:
+        log_offset, log_existed = 0, False
+    record = None
+    try:
+        started = driver.start(launch, log_path, status_path)
+        record = Record(
+            name, module=driver.module, spec=canonical, spec_hash=desired_hash, pid=started.pid,
+            start_time=started.start_time, pidns_inode=started.pidns_inode,
+            service_pid=started.service_pid, started_at=_now(), log_path=log_path,
+            namespaces=dict(started.namespaces or {}))
+        # Written before verification: a module killed from here on leaves a findable service.
+        store.write(record)
+        _raise_if_dead(store, record, log_path, log_offset)
+        try:
+            driver.verify(started, launch)
+        except StartError:
+            # A service that died says more through its log than through a failed check.
+            _raise_if_dead(store, record, log_path, log_offset)
+            raise
+        _watch_first_moment(store, record, log_path, log_offset)
+    except BaseException:
+        # The default log goes with the record; a log_path the user named and that held
+        # earlier output stays theirs.
+        keep_log = log_existed and log_path != store.log_path(name)
+        _discard(driver, store, record, (store.record_path(name), status_path)
+                 + (() if keep_log else (log_path,)))
+        raise
+    return record
+
+
+def _discard(driver, store, record, paths):
+    """Leave nothing of a failed start behind: its process (if any) and its files."""
+    try:
+        if record is not None:
+            driver.stop(store, record, signal.SIGKILL, 0)
+    except LinuxnsError:
+        pass  # the original failure is the one to report; the record is still removed
+    finally:
+        for path in paths:
+            try:
+                _unlink(path)
+            except OSError:
+                pass
+
+
+def _raise_if_dead(store, record, log_path, log_offset):
+    status = store.status(record.name) or {}
+    if status.get('state') == 'exited' or not store.is_live(record):
+        raise StartError("service '%s' %s within its first moment; the last %d lines of %s:\n%s"
+                         % (record.name, _exit_text(status), LOG_TAIL_LINES, log_path,
+                            log_tail(log_path, log_offset)))
+
+
+def _watch_first_moment(store, record, log_path, log_offset):
+    deadline = time.monotonic() + START_GRACE
+    while True:
+        _raise_if_dead(store, record, log_path, log_offset)
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(_START_POLL)
+
+
+def _exit_text(status):
+    last = status.get('last_exit') or {}
+    if last.get('signal'):
+        return 'was killed by signal %s' % _signal_name(last['signal'])
+    if last.get('code') is not None:
+        return 'exited with code %d' % last['code']
+    return 'exited'
+
+
+def _signal_name(number):
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def log_tail(log_path, offset=0, lines=LOG_TAIL_LINES):
+    """The last ``lines`` lines written to ``log_path`` after byte ``offset``."""
+    try:
+        with open(log_path, 'rb') as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(offset, size - 64 * 1024))
+            data = handle.read()
+    except OSError:
+        return '(no log)'
+    text = data.decode('utf-8', 'replace').rstrip('\n')
+    return '\n'.join(text.split('\n')[-lines:]) if text else '(the log is empty)'
+
+
+def _host_service_pid(record, status):
+    """Host PID of the service: the init's status has its PID inside the namespace after a restart."""
+    inner = status.get('service_pid')
+    if not status.get('restarts') or inner is None:
+        return record.service_pid
+    try:
+        for child in _inspect.children(record.pid):
+            if _inspect.nspid(child)[-1] == inner:
+                return child
+    except (OSError, LinuxnsError):
+        pass
+    return None
+
+
+def _service_result(params, driver, store, name, state, record, live, desired_hash, dry):
+    status = (store.status(name) or {}) if record is not None else {}
+    if record is None:
+        log_path = params.get('log_path') or store.log_path(name)
+    else:
+        log_path = record.log_path
+    return {
+        'name': name,
+        'state': 'absent' if state == 'absent' else ('started' if live or (dry and state in (
+            'started', 'restarted')) else 'stopped'),
+        'pid': record.pid if live and record is not None else None,
+        'service_pid': _host_service_pid(record, status) if live and record is not None else None,
+        'namespaces': dict(record.namespaces or {}) if live and record is not None else {},
+        'spec_hash': desired_hash or (record.spec_hash if record is not None else None),
+        'started_at': record.started_at if record is not None and state != 'absent' else None,
+        'log_path': None if state == 'absent' else log_path,
+        'restarts': int(status.get('restarts') or 0),
+    }
+
+
+# ---------------------------------------------------------------------------
+# one-shot (detach: false)
+
+def _matches(pattern, chdir):
+    if not os.path.isabs(pattern):
+        pattern = os.path.join(chdir or os.getcwd(), pattern)
+    return bool(glob.glob(pattern))
+
+
+def _one_shot(params, driver, canonical, launch, check_mode):
+    creates, removes = params.get('creates'), params.get('removes')
+    chdir = params.get('chdir')
+    argv = list(canonical.get('argv') or launch_argv(launch))
+    result = {
+        'changed': False, 'name': params.get('name'), 'state': 'started', 'pid': None, 'service_pid': None,
+        'namespaces': {}, 'spec_hash': _spec.spec_hash(canonical), 'started_at': None, 'log_path': None,
+        'restarts': 0, 'cmd': argv, 'rc': None, 'stdout': '', 'stderr': '', 'stdout_lines': [],
+        'stderr_lines': [], 'msg': '',
+    }
+    verb = 'Would' if check_mode else 'Did'
+    if creates and _matches(creates, chdir):
+        result.update(rc=0, msg="%s not run command since '%s' exists" % (verb, creates))
+        return result
+    if removes and not _matches(removes, chdir):
+        result.update(rc=0, msg="%s not run command since '%s' does not exist" % (verb, removes))
+        return result
+    result['changed'] = True
+    if check_mode:
+        result.update(rc=0, msg='Command would have run if not in check mode')
+        return result
+    timeout = params.get('timeout')
+    timeout = None if timeout is None else _spec.OPTIONS['timeout'].normalise(timeout)
+    result['started_at'] = _now()
+    run = driver.run_oneshot(launch, timeout, params.get('stdin'))
+    stdout = (run.stdout or '').rstrip('\r\n')
+    stderr = (run.stderr or '').rstrip('\r\n')
+    result.update(rc=run.rc, pid=run.pid, stdout=stdout, stderr=stderr,
+                  stdout_lines=stdout.splitlines(), stderr_lines=stderr.splitlines())
+    if run.timed_out:
+        result.update(failed=True, msg="command did not finish within timeout=%s seconds; its whole process "
+                                       "tree was killed. Raise 'timeout' or make the command finish sooner"
+                                       % (timeout,))
+    elif run.rc != 0:
+        result.update(failed=True, msg='non-zero return code')
+    return result
+
+
+def launch_argv(launch):
+    process = getattr(launch, 'process', None)
+    return list(getattr(process, 'argv', None) or ())
+
+
+# ---------------------------------------------------------------------------
+# module entry point
+
+def run_module(module, driver):
+    """The whole ``main()`` of a lifecycle module, given its AnsibleModule and Driver."""
+    try:
+        store = Store(module.params.get('state_dir'))
+        result = converge(module.params, driver, module.check_mode, store)
+    except LinuxnsError as exc:
+        module.fail_json(msg=str(exc))
+    result.pop('actions', None)
+    if not module._diff:
+        result.pop('diff', None)
+    if result.pop('failed', False):
+        module.fail_json(**result)
+    module.exit_json(**result)

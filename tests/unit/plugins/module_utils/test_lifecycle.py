@@ -1,0 +1,473 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) linuxns.isolation contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""converge(): desired vs actual, check mode, diff, one-shot — with a fake Driver and a real Store.
+
+The fake driver starts ordinary child processes (no namespaces, no root), so liveness
+checks and stops go through the real Store against real PIDs.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import signal
+import subprocess
+
+import pytest
+
+from ansible_collections.linuxns.isolation.plugins.module_utils import _lifecycle, _spec
+from ansible_collections.linuxns.isolation.plugins.module_utils._errors import SpecError, StartError, StoreError
+from ansible_collections.linuxns.isolation.plugins.module_utils._launcher import RunResult, Started
+from ansible_collections.linuxns.isolation.plugins.module_utils._store import Store
+
+HANG_GUARD = 60
+
+
+def _identity(pid):
+    with open('/proc/%d/stat' % pid, 'rb') as handle:
+        data = handle.read()
+    return int(data[data.rfind(b')') + 2:].split()[19]), os.stat('/proc/%d/ns/pid' % pid).st_ino
+
+
+class FakeDriver(_lifecycle.Driver):
+    """Runs argv as a plain child process; records every call."""
+
+    module = 'fake'
+
+    def __init__(self):
+        self.calls = []
+        self.children = []
+        self.die_on_start = None
+        self.fail_verify = False
+
+    def build(self, params):
+        _spec.lifecycle_spec(params)
+        process = _spec.process_spec(params)
+        return _spec.canonical(params, _spec.LIFECYCLE_OPTIONS), process.argv
+
+    def start(self, launch, log_path, status_path):
+        self.calls.append(('start', launch))
+        with open(log_path, 'ab') as log:
+            child = subprocess.Popen(list(launch), stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.children.append(child)
+        start_time, pidns = _identity(child.pid)
+        if self.die_on_start is not None:
+            # What init records for a service that exits at once; waiting makes the death certain.
+            code = child.wait(HANG_GUARD)
+            with open(status_path, 'w') as status:
+                json.dump({'service_pid': child.pid, 'restarts': 0, 'state': 'exited',
+                           'last_exit': {'code': code, 'signal': None}}, status)
+        return Started(child.pid, child.pid, start_time, pidns, {'pid': 'pid:[%d]' % pidns})
+
+    def verify(self, started, launch):
+        self.calls.append(('verify', started.pid))
+        if self.fail_verify:
+            raise StartError('fake verification failed for PID %d' % started.pid)
+
+    def stop(self, store, record, stop_signal, stop_timeout):
+        self.calls.append(('stop', record.pid, stop_signal, stop_timeout))
+        outcome = super(FakeDriver, self).stop(store, record, stop_signal, stop_timeout)
+        for child in self.children:
+            if child.pid == record.pid:
+                child.wait(HANG_GUARD)
+        return outcome
+
+    def run_oneshot(self, launch, timeout, stdin=None):
+        self.calls.append(('run', launch, timeout))
+        child = subprocess.Popen(list(launch), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        self.children.append(child)
+        try:
+            out, err = child.communicate(timeout=timeout)
+            return RunResult(child.returncode, out.decode(), err.decode(), child.pid, False)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            out, err = child.communicate(timeout=HANG_GUARD)
+            return RunResult(-signal.SIGKILL, out.decode(), err.decode(), child.pid, True)
+
+    def kinds(self):
+        return [call[0] for call in self.calls]
+
+    def cleanup(self):
+        for child in self.children:
+            if child.poll() is None:
+                child.kill()
+            child.wait(HANG_GUARD)
+
+
+@pytest.fixture
+def driver():
+    fake = FakeDriver()
+    yield fake
+    fake.cleanup()
+
+
+@pytest.fixture
+def state_dir(tmp_path):
+    return str(tmp_path / 'state')
+
+
+@pytest.fixture
+def store(state_dir):
+    return Store(state_dir)
+
+
+def service(**params):
+    params.setdefault('name', 'web')
+    if 'argv' not in params:
+        params.setdefault('command', 'sleep 300')
+    return params
+
+
+def converge(driver, store, check_mode=False, **params):
+    return _lifecycle.converge(service(**params), driver, check_mode, store)
+
+
+def alive(pid):
+    try:
+        return _identity(pid) is not None and not open('/proc/%d/stat' % pid).read().split(') ')[1].startswith('Z')
+    except OSError:
+        return False
+
+
+def snapshot(path):
+    """Every file under ``path`` with its content: what check mode must leave exactly as it was."""
+    if not os.path.exists(path):
+        return None
+    files = {}
+    for entry in sorted(os.listdir(path)):
+        with open(os.path.join(path, entry), 'rb') as handle:
+            files[entry] = handle.read()
+    return files
+
+
+# -- idempotency ------------------------------------------------------------------------------
+
+def test_same_task_twice_starts_once_and_reports_no_change(driver, store):
+    first = converge(driver, store)
+    second = converge(driver, store)
+    assert first['changed'] is True and second['changed'] is False
+    assert driver.kinds().count('start') == 1
+    assert second['pid'] == first['pid'] and alive(first['pid'])
+    assert second['spec_hash'] == first['spec_hash'] == _spec.spec_hash({'argv': ['sleep', '300']})
+    assert first['state'] == second['state'] == 'started'
+    assert store.read('web').pid == first['pid']
+    assert first['log_path'] == store.log_path('web')
+
+
+def test_equivalent_spelling_does_not_restart(driver, store):
+    first = converge(driver, store, command='sleep 300', stop_signal='SIGTERM')
+    again = converge(driver, store, command=None, argv=['sleep', '300'], stop_signal=15, stop_timeout=10,
+                     restart='no', clear_env=False)
+    assert again['changed'] is False
+    assert again['pid'] == first['pid']
+    assert driver.kinds().count('start') == 1
+
+
+def test_unset_option_does_not_change_the_hash(driver, store):
+    first = converge(driver, store)
+    again = converge(driver, store, env=None, umask=None, rlimits=None, chdir=None)
+    assert again['spec_hash'] == first['spec_hash']
+    assert again['changed'] is False
+
+
+def test_changed_option_restarts_once(driver, store):
+    first = converge(driver, store)
+    changed = converge(driver, store, env={'MODE': 'blue'})
+    settled = converge(driver, store, env={'MODE': 'blue'})
+    assert changed['changed'] is True and settled['changed'] is False
+    assert driver.kinds().count('start') == 2
+    assert driver.kinds().count('stop') == 1
+    assert changed['pid'] != first['pid']
+    assert not alive(first['pid']) and alive(changed['pid'])
+    assert changed['spec_hash'] != first['spec_hash'] == _spec.spec_hash({'argv': ['sleep', '300']})
+
+
+def test_a_record_of_another_module_is_replaced(driver, store):
+    first = converge(driver, store)
+    other = FakeDriver()
+    other.module = 'other'
+    try:
+        replaced = _lifecycle.converge(service(), other, False, store)
+        assert replaced['changed'] is True
+        assert store.read('web').module == 'other'
+        assert not alive(first['pid'])
+    finally:
+        other.cleanup()
+
+
+def test_dead_record_is_started_again(driver, store):
+    first = converge(driver, store)
+    driver.children[0].kill()
+    driver.children[0].wait(HANG_GUARD)
+    again = converge(driver, store)
+    assert again['changed'] is True
+    assert again['pid'] != first['pid'] and alive(again['pid'])
+    assert driver.kinds().count('stop') == 0, 'a dead record is not stopped (its PID may belong to someone else)'
+
+
+def test_stop_uses_the_recorded_signal_and_the_task_timeout(driver, store):
+    converge(driver, store, stop_signal='INT')
+    converge(driver, store, stop_signal='INT', stop_timeout=3, env={'X': '1'})
+    stop = [call for call in driver.calls if call[0] == 'stop'][0]
+    assert stop[2:] == (signal.SIGINT, 3)
+
+
+# -- states ---------------------------------------------------------------------------------
+
+def test_stopped_keeps_the_record_then_started_starts_again(driver, store):
+    first = converge(driver, store)
+    stopped = converge(driver, store, state='stopped')
+    assert stopped['changed'] is True and stopped['state'] == 'stopped' and stopped['pid'] is None
+    assert not alive(first['pid'])
+    assert store.read('web') is not None
+    assert converge(driver, store, state='stopped')['changed'] is False
+    restarted = converge(driver, store)
+    assert restarted['changed'] is True and alive(restarted['pid'])
+
+
+def test_absent_removes_record_log_and_status(driver, store, state_dir):
+    first = converge(driver, store)
+    with open(store.status_path('web'), 'w') as status:
+        json.dump({'restarts': 0, 'state': 'running'}, status)
+    gone = converge(driver, store, state='absent', command=None)
+    assert gone['changed'] is True and gone['state'] == 'absent'
+    assert not alive(first['pid'])
+    assert snapshot(state_dir) == {}
+    assert converge(driver, store, state='absent', command=None)['changed'] is False
+
+
+def test_absent_of_an_unknown_name_creates_nothing(driver, store, state_dir):
+    result = converge(driver, store, state='absent', command=None)
+    assert result['changed'] is False
+    assert not os.path.exists(state_dir)
+
+
+def test_absent_forgets_a_damaged_record(driver, store):
+    store.ensure_dir()
+    with open(store.record_path('web'), 'w') as broken:
+        broken.write('{not json')
+    with pytest.raises(StoreError):
+        converge(driver, store)
+    assert converge(driver, store, state='absent', command=None)['changed'] is True
+    assert not os.path.exists(store.record_path('web'))
+
+
+def test_restarted_always_restarts(driver, store):
+    first = converge(driver, store)
+    again = converge(driver, store, state='restarted')
+    assert again['changed'] is True and again['state'] == 'started'
+    assert again['pid'] != first['pid'] and not alive(first['pid']) and alive(again['pid'])
+
+
+def test_restarts_and_service_pid_come_from_the_status_file(driver, store):
+    first = converge(driver, store)
+    with open(store.status_path('web'), 'w') as status:
+        json.dump({'service_pid': first['pid'], 'restarts': 0, 'state': 'running'}, status)
+    assert converge(driver, store)['restarts'] == 0
+    with open(store.status_path('web'), 'w') as status:
+        json.dump({'service_pid': 7, 'restarts': 2, 'state': 'running'}, status)
+    result = converge(driver, store)
+    assert result['restarts'] == 2
+    assert result['service_pid'] is None, 'no child of PID 1 has namespace PID 7'
+
+
+# -- failed starts leave nothing behind ------------------------------------------------------
+
+def test_service_dying_at_once_fails_with_its_log_and_leaves_nothing(driver, store, state_dir):
+    driver.die_on_start = True
+    with pytest.raises(StartError) as caught:
+        converge(driver, store, command=None,
+                 argv=['sh', '-c', 'for i in $(seq 1 30); do echo line$i; done; echo boom; exit 3'])
+    message = str(caught.value)
+    assert 'exited with code 3' in message
+    assert 'boom' in message and 'line12' in message and 'line11\n' not in message
+    assert snapshot(state_dir) == {}
+
+
+def test_failed_verification_stops_the_service_and_removes_its_record(driver, store, state_dir):
+    driver.fail_verify = True
+    with pytest.raises(StartError):
+        converge(driver, store)
+    child = driver.children[0]
+    assert child.poll() is not None, 'the unverified service was stopped'
+    assert snapshot(state_dir) == {}
+
+
+def test_bad_input_fails_before_anything_is_touched(driver, store, state_dir):
+    with pytest.raises(SpecError) as caught:
+        converge(driver, store, umask='0999')
+    assert caught.value.option == 'umask'
+    assert driver.calls == []
+    assert not os.path.exists(state_dir)
+
+
+# -- check mode -----------------------------------------------------------------------------
+
+def test_check_mode_on_a_fresh_host_touches_nothing(driver, store, state_dir):
+    result = converge(driver, store, check_mode=True)
+    assert result['changed'] is True and result['state'] == 'started' and result['pid'] is None
+    assert result['spec_hash'] == _spec.spec_hash({'argv': ['sleep', '300']})
+    assert driver.calls == []
+    assert not os.path.exists(state_dir)
+
+
+@pytest.mark.parametrize('params,changed', [
+    ({}, False),
+    ({'env': {'MODE': 'green'}}, True),
+    ({'state': 'restarted'}, True),
+    ({'state': 'stopped'}, True),
+    ({'state': 'absent', 'command': None}, True),
+])
+def test_check_mode_predicts_the_real_run_and_changes_nothing(driver, store, state_dir, params, changed):
+    first = converge(driver, store)
+    before = snapshot(state_dir)
+    calls = list(driver.calls)
+    predicted = converge(driver, store, check_mode=True, **params)
+    assert predicted['changed'] is changed
+    assert driver.calls == calls
+    assert snapshot(state_dir) == before
+    assert alive(first['pid'])
+    real = converge(driver, store, **params)
+    assert real['changed'] is predicted['changed']
+    assert real['state'] == predicted['state']
+    assert real['diff'] == predicted['diff']
+
+
+def test_check_mode_one_shot_does_not_run(driver, store, state_dir):
+    result = converge(driver, store, check_mode=True, detach=False, command='touch /tmp/never')
+    assert result['changed'] is True
+    assert result['msg'] == 'Command would have run if not in check mode'
+    assert driver.calls == []
+    assert not os.path.exists(state_dir)
+
+
+def test_check_mode_one_shot_skipped_by_creates(driver, store, tmp_path):
+    (tmp_path / 'done').write_text('')
+    result = converge(driver, store, check_mode=True, detach=False, command='true', chdir=str(tmp_path),
+                      creates='done')
+    assert result['changed'] is False
+    assert "Would not run command since 'done' exists" == result['msg']
+
+
+# -- diff -----------------------------------------------------------------------------------
+
+def test_diff_shows_the_spec_before_and_after(driver, store):
+    created = converge(driver, store, env={'A': '1'})
+    assert created['diff']['before'] == {}
+    assert created['diff']['after'] == {'argv': ['sleep', '300'], 'env': {'A': '1'}}
+    assert created['diff']['before_header'] == 'fake web: absent'
+    assert created['diff']['after_header'] == 'fake web: started'
+    changed = converge(driver, store, env={'A': '2'}, stop_signal='INT')
+    assert changed['diff']['before'] == {'argv': ['sleep', '300'], 'env': {'A': '1'}}
+    assert changed['diff']['after'] == {'argv': ['sleep', '300'], 'env': {'A': '2'}, 'stop_signal': 'SIGINT'}
+    assert changed['diff']['before_header'] == 'fake web: running (pid %d)' % created['pid']
+    assert changed['diff']['after_header'] == 'fake web: restarted'
+    same = converge(driver, store, env={'A': '2'}, stop_signal=2)
+    assert same['diff']['before'] == same['diff']['after']
+    removed = converge(driver, store, state='absent', command=None)
+    assert removed['diff']['before'] == changed['diff']['after'] and removed['diff']['after'] == {}
+    assert removed['diff']['after_header'] == 'fake web: absent'
+    json.dumps(removed['diff'])
+
+
+# -- one-shot (detach: false) ---------------------------------------------------------------
+
+def test_one_shot_returns_output_like_command(driver, store, state_dir):
+    result = converge(driver, store, detach=False, name=None, command=None,
+                      argv=['sh', '-c', 'echo out1; echo out2; echo err >&2'])
+    assert result['changed'] is True and result['rc'] == 0
+    assert result['stdout'] == 'out1\nout2' and result['stdout_lines'] == ['out1', 'out2']
+    assert result['stderr'] == 'err' and result['stderr_lines'] == ['err']
+    assert 'failed' not in result
+    assert not os.path.exists(state_dir)
+
+
+def test_one_shot_non_zero_exit_fails_like_command(driver, store):
+    result = converge(driver, store, detach=False, command="sh -c 'echo nope >&2; exit 4'")
+    assert result['failed'] is True and result['rc'] == 4
+    assert result['msg'] == 'non-zero return code' and result['stderr'] == 'nope'
+
+
+def test_one_shot_timeout_names_the_option_and_value(driver, store):
+    result = converge(driver, store, detach=False, command='sleep 300', timeout=0.2)
+    assert result['failed'] is True
+    assert 'timeout=0.2' in result['msg']
+    assert driver.children[0].poll() is not None
+
+
+@pytest.mark.parametrize('option,exists,runs', [
+    ('creates', True, False), ('creates', False, True), ('removes', True, True), ('removes', False, False)])
+def test_one_shot_creates_and_removes(driver, store, tmp_path, option, exists, runs):
+    marker = tmp_path / 'marker'
+    if exists:
+        marker.write_text('')
+    result = converge(driver, store, detach=False, command='true', **{option: str(marker)})
+    assert result['changed'] is runs
+    assert driver.kinds() == (['run'] if runs else [])
+    if not runs:
+        assert result['rc'] == 0 and str(marker) in result['msg']
+
+
+# -- the module entry point -----------------------------------------------------------------
+
+class FakeModule(object):
+    def __init__(self, params, check_mode=False, diff=False):
+        self.params = params
+        self.check_mode = check_mode
+        self._diff = diff
+
+    def exit_json(self, **result):
+        raise Exit(False, result)
+
+    def fail_json(self, **result):
+        raise Exit(True, result)
+
+
+class Exit(Exception):
+    def __init__(self, failed, result):
+        super(Exit, self).__init__(failed)
+        self.failed, self.result = failed, result
+
+
+def test_run_module_turns_errors_into_fail_json_and_hides_diff_unless_asked(driver, state_dir):
+    params = dict((option.name, option.ansible_default) for option in _spec.LIFECYCLE_OPTIONS)
+    params.update(name='web', command='sleep 300', state_dir=state_dir)
+    with pytest.raises(Exit) as done:
+        _lifecycle.run_module(FakeModule(dict(params, umask='abc'), diff=True), driver)
+    assert done.value.failed and done.value.result['msg'].startswith("option 'umask'")
+    with pytest.raises(Exit) as done:
+        _lifecycle.run_module(FakeModule(params, check_mode=True), driver)
+    assert not done.value.failed and 'diff' not in done.value.result and 'actions' not in done.value.result
+    with pytest.raises(Exit) as done:
+        _lifecycle.run_module(FakeModule(params, check_mode=True, diff=True), driver)
+    assert done.value.result['diff']['after'] == {'argv': ['sleep', '300']}
+    with pytest.raises(Exit) as done:
+        _lifecycle.run_module(FakeModule(dict(params, detach=False, command='false')), driver)
+    assert done.value.failed and done.value.result['rc'] == 1
+
+
+def test_pid_namespace_driver_builds_the_engine_specs():
+    canonical, launch = _lifecycle.PidNamespaceDriver().build(
+        {'name': 'web', 'command': 'sleep 1', 'namespaces': ['net'], 'stop_signal': 'INT'})
+    assert canonical == {'argv': ['sleep', '1'], 'namespaces': ['net', 'pid'], 'stop_signal': 'SIGINT'}
+    assert launch.process.argv == ('sleep', '1')
+    assert launch.namespaces.create == frozenset(['net', 'pid'])
+    assert launch.lifecycle.stop_signal == signal.SIGINT
+
+
+def test_a_failed_restart_removes_the_old_record_and_default_log_too(driver, store, state_dir):
+    first = converge(driver, store)
+    driver.die_on_start = True
+    driver.fail_verify = True
+    with pytest.raises(StartError) as caught:
+        converge(driver, store, command="sh -c 'echo broken config; exit 2'")
+    assert 'exited with code 2' in str(caught.value), 'a dead service reports its exit, not the failed check'
+    assert 'broken config' in str(caught.value)
+    assert not alive(first['pid'])
+    assert snapshot(state_dir) == {}
