@@ -1049,7 +1049,7 @@ def _collect(pid, argv, info_r, status_r, out_r, err_r, in_w, stdin, timeout):
                 elif remaining <= -KILL_GRACE:
                     _kill_sandbox(pid, child_pidfd)
                 wait = max(0.0, min(wait, remaining)) if remaining > 0 else 0.05
-            readable, writable, _ = select.select(list(readers), list(writers), [], wait)
+            readable, writable, dummy = select.select(list(readers), list(writers), [], wait)
             for fd in readable:
                 chunk = os.read(fd, 65536)
                 if not chunk:
@@ -1226,7 +1226,7 @@ def _read_info(fd, pid, timeout):
     data = b''
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        readable, _, _ = select.select([fd], [], [], 0.1)
+        readable = select.select([fd], [], [], 0.1)[0]
         if readable:
             chunk = os.read(fd, 65536)
             if not chunk:

@@ -17,13 +17,11 @@ import os
 import platform
 import pwd
 import re
-import shutil
 import signal
 import struct
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -144,11 +142,16 @@ def _table():
          ['sh', '-c', 'unshare --user true; echo $?'], lambda out: out.strip() == '0'),
     ]
     for ns in _bwrap.NAMESPACES:
-        rows.append(('unshare_' + ns, {'unshare': [ns], 'profile': 'minimal' if ns in ('pid', 'user') else 'none',
-                                      'mounts': [] if ns in ('pid', 'user') else _host_usr()},
-                     ['--unshare-' + ns], ['readlink', '/proc/self/ns/' + ns],
-                     (lambda kind: lambda out: out.strip() != host_ns(kind))(ns)))
+        own_proc = ns in ('pid', 'user')
+        rows.append(('unshare_' + ns,
+                     {'unshare': [ns], 'profile': 'minimal' if own_proc else 'none',
+                      'mounts': [] if own_proc else _host_usr()},
+                     ['--unshare-' + ns], ['readlink', '/proc/self/ns/' + ns], _differs_from_host(ns)))
     return rows
+
+
+def _differs_from_host(kind):
+    return lambda out: out.strip() != host_ns(kind)
 
 
 def test_no_descriptor_beyond_0_to_2_reaches_the_command(bwrap):
@@ -444,8 +447,8 @@ def test_rootless_sandbox_as_unprivileged_user(test_user):
 
 
 def test_rootless_uid_mapping_to_root_inside(test_user):
-    out = run_as(['runuser', '-u', TEST_USER, '--'], {'detach': False, 'uid': 0, 'gid': 0,
-                                                     'argv': ['id', '-u']})
+    out = run_as(['runuser', '-u', TEST_USER, '--'],
+                 {'detach': False, 'uid': 0, 'gid': 0, 'argv': ['id', '-u']})
     assert out['rc'] == 0 and out['stdout'] == '0\n'
 
 

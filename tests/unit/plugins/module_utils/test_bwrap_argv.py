@@ -204,7 +204,7 @@ def test_seccomp_and_file_contents_get_consecutive_descriptors_from_5(tmp_path):
     assert after(args, '--seccomp') == '5'
     assert args[args.index('--file'):args.index('--')] == [
         '--file', '6', '/etc/a', '--tmpfs', '/t', '--perms', '0644', '--file', '7', '/etc/b']
-    assert [(fd, kind) for fd, kind, _ in _bwrap.data_sources(spec(
+    assert [(fd, kind) for fd, kind, dummy in _bwrap.data_sources(spec(
         seccomp=str(program), mounts=[{'type': 'file', 'dest': '/f', 'content': ''}]))] == \
         [(5, 'seccomp'), (6, 'file')]
 
