@@ -33,7 +33,7 @@ options:
   detach:
     description:
       - V(true) runs a managed background service, kept by name in O(state_dir).
-      - V(false) runs the command to completion and returns RV(rc), RV(stdout) and RV(stderr) like
+      - V(false) runs the command to completion and returns C(rc), C(stdout) and C(stderr) like
         M(ansible.builtin.command); a non-zero exit status fails the task.
     type: bool
     default: true
@@ -149,7 +149,7 @@ notes:
   - In check mode nothing is touched (no process, no file, not even O(state_dir)); the result and the
     diff say what a real run would do. With O(detach=false) the command is not run in check mode; the task
     reports C(changed) unless O(creates) or O(removes) decide otherwise.
-  - With O(diff=true) the diff shows the canonical spec before (of the running service, or empty) and
+  - With C(--diff) the diff shows the canonical spec before (of the running service, or empty) and
     after (of the service that would run, or empty when it would be stopped or removed).
   - Every start is verified before the module returns; a service that exits within its first moment
     fails the task with the last lines of its log and leaves nothing behind.

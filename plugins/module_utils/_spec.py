@@ -27,6 +27,7 @@ import fcntl
 import grp
 import hashlib
 import json
+import math
 import os
 import posixpath
 import pwd
@@ -175,7 +176,7 @@ def _number(option, value, allow_negative=False):
         number = float(value)
     except (TypeError, ValueError):
         raise SpecError(option, value, 'is not a number', 'give a number of seconds')
-    if number != number or number in (float('inf'), float('-inf')):
+    if math.isnan(number) or math.isinf(number):
         raise SpecError(option, value, 'is not a finite number', 'give a number of seconds')
     if number < 0 and not allow_negative:
         raise SpecError(option, value, 'is negative', 'give 0 or a positive number of seconds')
