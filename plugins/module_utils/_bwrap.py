@@ -795,7 +795,7 @@ def bwrap_failure(stderr, what='bwrap failed'):
 # --- runner ---------------------------------------------------------------
 
 class RunResult(object):
-    """Outcome of a one-shot sandbox."""
+    """Outcome of a one-shot sandbox; ``pid`` is the host PID the sandbox's PID 1 had."""
 
     __slots__ = ('rc', 'stdout', 'stderr', 'child_pid', 'namespaces', 'exit_code',
                  'bwrap_status', 'timed_out', 'argv', 'setup_failed')
@@ -803,6 +803,10 @@ class RunResult(object):
     def __init__(self, **fields):
         for name in self.__slots__:
             setattr(self, name, fields.get(name))
+
+    @property
+    def pid(self):
+        return self.child_pid
 
 
 class Started(object):
@@ -842,31 +846,67 @@ def _open_data(spec):
     return opened
 
 
-def spawn(argv, fd_map, env=None, setsid=False):
-    """posix_spawn ``argv`` with exactly the descriptors in ``fd_map`` ({target: source}).
+class _Exec(object):
+    """What ``_process.apply_and_exec`` needs to exec bwrap: its argv, exact environment and
+    the process options that apply to bwrap itself (user, group, umask, rlimits)."""
 
-    Every other inheritable descriptor of this process is closed in the child,
-    so nothing leaks into bwrap (and through it into the sandbox).
+    def __init__(self, argv, env, process=None):
+        self.argv = tuple(argv)
+        self.env = sorted(env.items())
+        self.clear_env = True
+        self.chdir = None
+        self.user = getattr(process, 'user', None)
+        self.group = getattr(process, 'group', None)
+        self.umask = getattr(process, 'umask', None)
+        self.rlimits = getattr(process, 'rlimits', None) or ()
+
+
+def spawn(argv, fd_map, env=None, setsid=False, process=None):
+    """Fork and exec ``argv`` with exactly the descriptors in ``fd_map`` ({target: source}).
+
+    Every other descriptor is closed in the child, so nothing leaks into bwrap
+    (which passes what it inherits on to the sandbox). ``process`` may carry
+    ``user``, ``group``, ``umask`` and ``rlimits`` applied to bwrap before exec.
+    An exec failure raises StartError here instead of becoming an exit status.
     """
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _process
+    env = dict(os.environ if env is None else env)
     staged = dict((target, _high_dup(source)) for target, source in fd_map.items())
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
     try:
-        actions = [(os.POSIX_SPAWN_DUP2, source, target) for target, source in sorted(staged.items())]
-        for name in os.listdir('/proc/self/fd'):
-            fd = int(name)
-            if fd in fd_map or fd in staged.values():
-                continue
-            try:
-                if os.get_inheritable(fd):
-                    actions.append((os.POSIX_SPAWN_CLOSE, fd))
-            except OSError:
-                continue
-        return os.posix_spawn(argv[0], argv, os.environ if env is None else env,
-                              file_actions=actions, setsid=setsid, setsigmask=(),
-                              setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM,
-                                         signal.SIGINT, signal.SIGHUP))
+        high_report_w = _high_dup(report_w)
+        os.close(report_w)
+        report_w = high_report_w
+        pid = os.fork()
+        if pid == 0:
+            def body():
+                if setsid:
+                    os.setsid()
+                for target, source in sorted(staged.items()):
+                    os.dup2(source, target)
+                _process.apply_and_exec(_Exec(argv, env, process), report_fd=report_w,
+                                        keep_fds=tuple(staged))
+            _process.child_main(report_w, body)
     finally:
         for fd in staged.values():
             os.close(fd)
+        os.close(report_w)
+    try:
+        data = b''
+        while True:
+            chunk = os.read(report_r, 65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(report_r)
+    if data:
+        os.waitpid(pid, 0)
+        message = _json_or_none(data.split(b'\n')[0]) or {}
+        raise StartError('cannot start bwrap (%s): %s' % (
+            message.get('stage') or message.get('kind') or 'exec',
+            message.get('msg') or message.get('what') or data.decode('utf-8', 'replace')))
+    return pid
 
 
 def _parse_status_lines(buffer):
@@ -948,7 +988,7 @@ def _open_child_pidfd(child_pid, bwrap_pid):
     return pidfd
 
 
-def run_oneshot(spec, version, timeout=None, stdin=None, env=None, bwrap_path=None):
+def run_oneshot(spec, version, timeout=None, stdin=None, env=None, bwrap_path=None, process=None):
     """Run the sandbox to completion; returns :class:`RunResult`.
 
     ``rc`` is the command's exit code (``--json-status-fd`` ``exit-code``; 128+N
@@ -978,7 +1018,7 @@ def run_oneshot(spec, version, timeout=None, stdin=None, env=None, bwrap_path=No
             in_r, in_w = pipe()
         fd_map = {0: in_r, 1: out_w, 2: err_w, INFO_FD: info_w, STATUS_FD: status_w}
         fd_map.update(data)
-        pid = spawn(argv, fd_map, env=env)
+        pid = spawn(argv, fd_map, env=env, process=process)
     except Exception:
         for fd in pipes + list(data.values()):
             os.close(fd)
@@ -1158,18 +1198,18 @@ def _tail(path, offset, limit=4000):
     return data[-limit:].decode('utf-8', 'replace')
 
 
-def start_detached(spec, version, log_path, status_path, env=None, bwrap_path=None,
-                   ready_timeout=30.0):
+def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_path=None,
+                   ready_timeout=30.0, process=None):
     """Start the sandbox in the background; returns :class:`Started` once the command runs.
 
     bwrap gets a new session, stdin ``/dev/null``, stdout+stderr appended to
-    ``log_path`` (0600) and writes its ``--json-status-fd`` documents to
-    ``status_path`` (exit-code at the end). Raises StartError with bwrap's
+    ``log_path`` (0600) and, with ``status_path``, writes its ``--json-status-fd``
+    documents there (exit-code at the end). Raises StartError with bwrap's
     stderr verbatim when the sandbox cannot be built or the command cannot run.
     The caller owns (and must eventually reap) ``Started.bwrap_pid``.
     """
     path = bwrap_path or find_bwrap(spec.bwrap_path)
-    argv = build_argv(spec, version, INFO_FD, STATUS_FD, bwrap_path=path)
+    argv = build_argv(spec, version, INFO_FD, STATUS_FD if status_path else None, bwrap_path=path)
     bwrap_exe = os.stat(path)
     bwrap_exe = (bwrap_exe.st_dev, bwrap_exe.st_ino)
     opened = []
@@ -1179,16 +1219,19 @@ def start_detached(spec, version, log_path, status_path, env=None, bwrap_path=No
         log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         opened.append(log_fd)
         offset = os.fstat(log_fd).st_size
-        status_fd = os.open(status_path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        opened.append(status_fd)
+        if status_path:
+            status_fd = os.open(status_path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            opened.append(status_fd)
         null_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         opened.append(null_fd)
         info_r, info_w = os.pipe()
         opened.append(info_w)
-        fd_map = {0: null_fd, 1: log_fd, 2: log_fd, INFO_FD: info_w, STATUS_FD: status_fd}
+        fd_map = {0: null_fd, 1: log_fd, 2: log_fd, INFO_FD: info_w}
+        if status_path:
+            fd_map[STATUS_FD] = status_fd
         fd_map.update(data)
         try:
-            pid = spawn(argv, fd_map, env=env, setsid=True)
+            pid = spawn(argv, fd_map, env=env, setsid=True, process=process)
         except Exception:
             os.close(info_r)
             raise
