@@ -85,7 +85,7 @@ options:
   rlimits:
     description:
       - "Resource limits, a mapping of limit name to a value for both soft and hard limit, or to
-        C({soft: N, hard: N}). A value is a non-negative integer or V(unlimited); soft must not exceed hard."
+        C({soft: N, hard: N}) or C([soft, hard]). A value is a non-negative integer or V(unlimited); soft must not exceed hard."
       - Names are V(nofile), V(nproc), V(as), V(cpu), V(fsize), V(core), V(stack), V(memlock).
       - "Example: C({nofile: 1024, core: {soft: 0, hard: unlimited}})."
     type: dict

@@ -314,6 +314,11 @@ def _rlimits(value):
                 raise SpecError('rlimits', {name: item}, 'must have exactly the keys soft and hard',
                                 'give {soft: N, hard: N} or a single value for both')
             soft, hard = _rlimit_value(name, item['soft']), _rlimit_value(name, item['hard'])
+        elif isinstance(item, (list, tuple)):
+            if len(item) != 2:
+                raise SpecError('rlimits', {name: item}, 'is not a [soft, hard] pair',
+                                'give [soft, hard], {soft: N, hard: N} or a single value for both')
+            soft, hard = _rlimit_value(name, item[0]), _rlimit_value(name, item[1])
         else:
             soft = hard = _rlimit_value(name, item)
         if _rlimit_order(soft) > _rlimit_order(hard):
@@ -387,8 +392,6 @@ def _id_maps(option):
                     raise SpecError(option, item, 'has an %s range outside 0..%d' % (key, _MAX_ID - 1),
                                     'give ids from 0 to %d' % (_MAX_ID - 1))
             ranges.append(numbers)
-        if not ranges:
-            raise SpecError(option, value, 'is empty', 'give at least one range or leave it unset')
         for key in ('inside', 'outside'):
             ordered = sorted(ranges, key=lambda r: r[key])
             for first, second in zip(ordered, ordered[1:]):
@@ -525,12 +528,12 @@ LIFECYCLE_OPTIONS = (
     Option('command', normalise=_command, key='argv'),
     Option('argv', 'list', elements='str', normalise=_argv),
     Option('chdir', 'path', normalise=_abs_path('chdir')),
-    Option('env', 'dict', normalise=_env),
+    Option('env', 'dict', default={}, normalise=_env),
     Option('clear_env', 'bool', default=False, normalise=_bool('clear_env')),
     Option('user', normalise=_user_text('user')),
     Option('group', normalise=_user_text('group')),
     Option('umask', 'raw', normalise=_umask),
-    Option('rlimits', 'dict', normalise=_rlimits),
+    Option('rlimits', 'dict', default={}, normalise=_rlimits),
     Option('restart', default='no', choices=RESTART_POLICIES,
            normalise=_choice('restart', RESTART_POLICIES, {False: 'no', 'False': 'no', 'false': 'no'})),
     Option('restart_delay', 'float', default=1, normalise=_seconds('restart_delay')),
@@ -566,14 +569,14 @@ PID_NAMESPACE_OPTIONS = (
     Option('hostname', normalise=_hostname('hostname')),
     Option('domainname', normalise=_hostname('domainname')),
     Option('map_root', 'bool', default=False, normalise=_bool('map_root')),
-    Option('uid_map', 'list', elements='dict', suboptions=_ID_MAP_SUBOPTIONS,
+    Option('uid_map', 'list', elements='dict', default=[], suboptions=_ID_MAP_SUBOPTIONS,
            normalise=_id_maps('uid_map')),
-    Option('gid_map', 'list', elements='dict', suboptions=_ID_MAP_SUBOPTIONS,
+    Option('gid_map', 'list', elements='dict', default=[], suboptions=_ID_MAP_SUBOPTIONS,
            normalise=_id_maps('gid_map')),
     Option('setgroups', choices=SETGROUPS, normalise=_choice('setgroups', SETGROUPS)),
-    Option('join', 'dict', normalise=_join),
+    Option('join', 'dict', default={}, normalise=_join),
     Option('init', default='builtin', choices=INITS, normalise=_choice('init', INITS)),
-    Option('time_offsets', 'dict', normalise=_time_offsets),
+    Option('time_offsets', 'dict', default={}, normalise=_time_offsets),
 )
 
 OPTIONS = dict((o.name, o) for o in LIFECYCLE_OPTIONS + PID_NAMESPACE_OPTIONS)
@@ -767,15 +770,15 @@ def namespace_spec(params):
     map_root = _value(params, 'map_root')
     uid_map, gid_map = _value(params, 'uid_map'), _value(params, 'gid_map')
     setgroups = _value(params, 'setgroups')
-    for option, value in (('map_root', map_root or None), ('uid_map', uid_map), ('gid_map', gid_map),
-                          ('setgroups', setgroups)):
+    for option, value in (('map_root', map_root or None), ('uid_map', uid_map or None),
+                          ('gid_map', gid_map or None), ('setgroups', setgroups)):
         if value is not None and 'user' not in create:
             needs(option, value, 'user', '')
     if map_root and (uid_map or gid_map):
         raise SpecError('map_root', True, 'is set together with %s' % ('uid_map' if uid_map else 'gid_map'),
                         'use map_root alone (caller -> root) or explicit uid_map/gid_map')
     time_offsets = _value(params, 'time_offsets')
-    if time_offsets is not None and 'time' not in create:
+    if time_offsets and 'time' not in create:
         needs('time_offsets', time_offsets, 'time', '')
     return NamespaceSpec(
         create=frozenset(create),

@@ -9,6 +9,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import os
 import resource
 import signal
 
@@ -95,6 +96,7 @@ BAD_INPUTS = [
     ('rlimit soft above hard', {'rlimits': {'nofile': {'soft': 2048, 'hard': 1024}}}, 'rlimits'),
     ('rlimit unlimited soft, finite hard', {'rlimits': {'core': {'soft': 'unlimited', 'hard': 0}}}, 'rlimits'),
     ('rlimit word', {'rlimits': {'nofile': 'lots'}}, 'rlimits'),
+    ('rlimit triple', {'rlimits': {'nofile': [1, 2, 3]}}, 'rlimits'),
     ('umask not octal', {'umask': '0999'}, 'umask'),
     ('umask out of range', {'umask': 0o1000}, 'umask'),
     ('umask text', {'umask': 'u=rwx'}, 'umask'),
@@ -266,11 +268,15 @@ EQUIVALENT = [
     ('umask spellings', {'umask': '0022'}, {'umask': 0o22}),
     ('umask 0o prefix', {'umask': '022'}, {'umask': '0o022'}),
     ('rlimit single value', {'rlimits': {'nofile': 1024}}, {'rlimits': {'nofile': {'soft': 1024, 'hard': 1024}}}),
+    ('rlimit pair', {'rlimits': {'nofile': [10, 'unlimited']}}, {'rlimits': {'nofile': {'soft': 10, 'hard': 'unlimited'}}}),
     ('uid_map order', {'namespaces': ['user'], 'uid_map': [{'inside': 0, 'outside': 1000, 'count': 1},
                                                           {'inside': 1, 'outside': 100000, 'count': 10}]},
      {'namespaces': ['user'], 'uid_map': [{'inside': 1, 'outside': 100000, 'count': 10},
                                           {'inside': 0, 'outside': 1000, 'count': 1}]}),
     ('unhashed options', {}, {'name': 'other', 'state': 'restarted', 'state_dir': '/var/lib/x'}),
+    ('empty env', {}, {'env': {}}),
+    ('empty rlimits', {}, {'rlimits': {}}),
+    ('empty maps, join and offsets', {}, {'uid_map': [], 'gid_map': [], 'join': {}, 'time_offsets': {}}),
 ]
 
 
@@ -353,3 +359,31 @@ def test_lifecycle_doc_fragment_documents_every_option_as_declared():
         assert doc.get('choices') == spec.get('choices'), name
         assert doc.get('default') == spec.get('default'), name
         assert doc.get('elements') == spec.get('elements'), name
+
+
+def test_join_type_of_a_path_outside_proc_ns_is_asked_from_the_kernel():
+    # /proc/self/fd/N of an open namespace file stands in for a bind mount such as
+    # /run/netns/NAME: on nsfs, but not named /proc/PID/ns/TYPE.
+    fd = os.open('/proc/self/ns/net', os.O_RDONLY)
+    try:
+        path = '/proc/self/fd/%d' % fd
+        _spec.check_namespace_file('net', path)
+        with pytest.raises(SpecError) as caught:
+            _spec.check_namespace_file('uts', path)
+        assert 'is a net namespace' in str(caught.value)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize('params', [dict(SERVICE, **case[1]) for case in EQUIVALENT + [
+    ('all set', {'env': {'A': 1}, 'umask': 18, 'rlimits': {'core': {'soft': 0, 'hard': 'unlimited'}},
+                 'stop_signal': 1, 'restart': 'on-failure', 'restart_delay': 2.5,
+                 'namespaces': ['user', 'uts', 'time', 'mount'], 'hostname': 'box', 'map_root': True,
+                 'time_offsets': {'boottime': 1.0}, 'propagation': 'slave', 'mount_proc': False}, None)]])
+def test_canonical_form_is_a_fixed_point(params):
+    """Feeding the canonical dict back as task options gives the same canonical dict (and hash)."""
+    first = build(**params)[3]
+    again = dict(first, name='svc')
+    if 'argv' not in again:
+        again['command'] = params['command']
+    assert build(**again)[3] == first
