@@ -120,7 +120,7 @@ options:
   timeout:
     description:
       - For O(detach=false) only. Kill the whole process tree after this many seconds and fail the task
-        with a message naming the timeout. Default no timeout.
+        with a message naming the timeout. Default (and V(0)) no timeout.
     type: float
   creates:
     description:

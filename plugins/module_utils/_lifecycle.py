@@ -133,12 +133,14 @@ def _header(module, name, what):
     return '%s %s: %s' % (module, name, what)
 
 
-def _diff(driver, name, state, record, live, actions, canonical):
+def _diff(driver, name, state, record, live, actions, canonical, damaged=False):
     before_spec = record.spec if record is not None and (live or 'remove' in actions) else None
     if live:
         before_what = 'running (pid %d)' % record.pid
     elif record is not None:
         before_what = 'not running (record kept)'
+    elif damaged:
+        before_what = 'damaged record'
     else:
         before_what = 'absent'
     runs_after = 'start' in actions or (live and not actions and state == 'started')
@@ -202,7 +204,7 @@ def _converge_service(params, driver, store, name, state, canonical, launch, des
     actions = plan(state, record, live, desired_hash, driver.module)
     if damaged:
         actions = ['remove']
-    diff = _diff(driver, name, state, record, live, actions, canonical)
+    diff = _diff(driver, name, state, record, live, actions, canonical, damaged)
     if not dry:
         if 'stop' in actions:
             stop_signal, stop_timeout = _stop_settings(params, record)
@@ -418,7 +420,8 @@ def _one_shot(params, driver, canonical, launch, check_mode):
         result.update(rc=0, msg='Command would have run if not in check mode')
         return result
     timeout = params.get('timeout')
-    timeout = None if timeout is None else _spec.OPTIONS['timeout'].normalise(timeout)
+    # 0 means no timeout, like the task keyword.
+    timeout = (_spec.OPTIONS['timeout'].normalise(timeout) or None) if timeout is not None else None
     result['started_at'] = _now()
     run = driver.run_oneshot(launch, timeout, params.get('stdin'))
     stdout = (run.stdout or '').rstrip('\r\n')

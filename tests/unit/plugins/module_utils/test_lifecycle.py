@@ -254,7 +254,9 @@ def test_absent_forgets_a_damaged_record(driver, store):
         broken.write('{not json')
     with pytest.raises(StoreError):
         converge(driver, store)
-    assert converge(driver, store, state='absent', command=None)['changed'] is True
+    forgotten = converge(driver, store, state='absent', command=None)
+    assert forgotten['changed'] is True
+    assert forgotten['diff']['before_header'] == 'fake web: damaged record'
     assert not os.path.exists(store.record_path('web'))
 
 
@@ -399,6 +401,12 @@ def test_one_shot_timeout_names_the_option_and_value(driver, store):
     assert result['failed'] is True
     assert 'timeout=0.2' in result['msg']
     assert driver.children[0].poll() is not None
+
+
+def test_one_shot_timeout_zero_means_none(driver, store):
+    result = converge(driver, store, detach=False, command='true', timeout=0)
+    assert result['rc'] == 0 and 'failed' not in result
+    assert driver.calls == [('run', ('true',), None)]
 
 
 @pytest.mark.parametrize('option,exists,runs', [
