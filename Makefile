@@ -31,8 +31,13 @@ TEST_STEPS := sanity units integration lint bench
 
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
-export ANSIBLE_FORCE_COLOR := $(if $(CI),0,1)
-export PY_COLORS := $(if $(CI),0,1)
+# CI logs are plain text; elsewhere each tool colours its output when it writes to a terminal.
+ifneq ($(CI),)
+export NO_COLOR := 1
+export PY_COLORS := 0
+export ANSIBLE_NOCOLOR := 1
+ANSIBLE_TEST_COLOR := --color no
+endif
 
 .PHONY: help site test $(TEST_STEPS) fleet integration-engine integration-targets \
 	venv apt copy collection seed-ansible-test clean
@@ -82,7 +87,7 @@ test: venv apt
 	done
 
 sanity: venv copy seed-ansible-test
-	cd $(COPY) && $(BIN)/ansible-test sanity --venv --python $(SANITY_PYTHON) --color $(if $(CI),no,yes) $(SANITY_ARGS)
+	cd $(COPY) && $(BIN)/ansible-test sanity --venv --python $(SANITY_PYTHON) $(ANSIBLE_TEST_COLOR) $(SANITY_ARGS)
 
 units: venv copy
 	@scripts/run-pytest.sh $(COPY) tests/unit $(BIN)/python $(TEST_ROOT) $(PYTEST_ARGS)

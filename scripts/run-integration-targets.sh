@@ -26,4 +26,8 @@ echo "integration: ${#targets[@]} targets: ${targets[*]}"
 # --local: this machine and the venv's interpreter, no delegation.
 # --allow-destructive: targets aliased `destructive` change this host (it is a test machine);
 # without it ansible-test would skip them and still pass.
-exec "$bin/ansible-test" integration --local --allow-destructive --color "$([[ -n "${CI:-}" ]] && echo no || echo yes)" -v "$@"
+color=()
+if [[ -n "${CI:-}" ]]; then
+    color=(--color no)
+fi
+exec "$bin/ansible-test" integration --local --allow-destructive "${color[@]}" -v "$@"
