@@ -1,0 +1,349 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) linuxns.isolation contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: pid_namespace
+short_description: Run a command or a service in its own PID namespace (and others), declaratively
+version_added: 0.1.0
+description:
+  - Runs a command in a new PID namespace, with a fresh C(/proc) so that it sees only its own process tree, and
+    optionally in new mount, network, IPC, UTS, user, cgroup and time namespaces, or in namespaces that already
+    exist (O(join)). This is what C(unshare --pid --fork --mount-proc) does by hand, as an idempotent task.
+  - The namespaces are made by the collection's own engine (system calls through the Python standard library);
+    no util-linux binary is needed on the target.
+  - With O(detach=true) (default) the command is a managed background service kept by O(name). Its namespace's
+    PID 1 is an init (O(init)) that reaps orphans, forwards signals and applies the O(restart) policy. Re-running
+    the same task changes nothing; changing an option you set restarts the service once.
+  - With O(detach=false) the command runs to completion like M(ansible.builtin.command) and the task returns
+    C(rc), C(stdout) and C(stderr); O(timeout) kills its whole namespace.
+extends_documentation_fragment:
+  - linuxns.isolation.lifecycle
+  - linuxns.isolation.attributes
+options:
+  namespaces:
+    description:
+      - The namespaces to create, a list of V(pid), V(mount), V(net), V(ipc), V(uts), V(user), V(cgroup), V(time).
+      - V(pid) is always created, whether listed or not.
+      - Default V([pid, mount]), minus the types named in O(join).
+      - A new V(net) namespace has only a loopback interface, down until the command brings it up.
+      - With V(user), the other namespaces are created inside the new user namespace, so an unprivileged user
+        can run the module (rootless); see O(map_root), O(uid_map) and O(gid_map).
+    type: list
+    elements: str
+    choices: [pid, mount, net, ipc, uts, user, cgroup, time]
+  mount_proc:
+    description:
+      - Mount a fresh C(/proc) for the new PID namespace (C(unshare --mount-proc)), so that C(ps) and C(/proc)
+        inside show only the namespace's own processes.
+      - Needs a new V(mount) namespace (otherwise the host's C(/proc) would be replaced).
+      - Default V(true) when V(mount) is created, V(false) otherwise.
+    type: bool
+  propagation:
+    description:
+      - Mount propagation applied recursively to C(/) of the new mount namespace (C(unshare --propagation)).
+      - V(private) (default) keeps mounts made inside from reaching the host and the other way round;
+        V(slave) lets host mounts in; V(shared) shares both ways; V(unchanged) keeps what the host has.
+      - Needs a new V(mount) namespace.
+    type: str
+    choices: [private, slave, shared, unchanged]
+  hostname:
+    description:
+      - Host name inside the new UTS namespace. Needs V(uts) in O(namespaces).
+    type: str
+  domainname:
+    description:
+      - NIS domain name inside the new UTS namespace. Needs V(uts) in O(namespaces).
+    type: str
+  map_root:
+    description:
+      - Map the caller's uid and gid to root (0) inside the new user namespace (C(unshare --map-root-user)),
+        with setgroups denied. Needs V(user) in O(namespaces); exclusive with O(uid_map) and O(gid_map).
+      - Default V(false).
+    type: bool
+  uid_map:
+    description:
+      - Uid ranges of the new user namespace (C(unshare --map-users)), each C({inside, outside, count}).
+        Needs V(user) in O(namespaces).
+      - Root writes the map directly. An unprivileged caller writes a map of its own uid alone (count 1)
+        directly; other ranges go through C(newuidmap) (package uidmap) and must be allowed in C(/etc/subuid).
+    type: list
+    elements: dict
+    suboptions:
+      inside:
+        description: First uid inside the namespace.
+        type: int
+        required: true
+      outside:
+        description: First uid on the host (in the caller's user namespace).
+        type: int
+        required: true
+      count:
+        description: Number of uids in the range.
+        type: int
+        required: true
+  gid_map:
+    description:
+      - Gid ranges of the new user namespace (C(unshare --map-groups)), each C({inside, outside, count}).
+        Needs V(user) in O(namespaces).
+      - As for O(uid_map), an unprivileged caller's ranges other than its own gid go through C(newgidmap) and
+        C(/etc/subgid); its own gid alone is written directly, with setgroups denied.
+    type: list
+    elements: dict
+    suboptions:
+      inside:
+        description: First gid inside the namespace.
+        type: int
+        required: true
+      outside:
+        description: First gid on the host (in the caller's user namespace).
+        type: int
+        required: true
+      count:
+        description: Number of gids in the range.
+        type: int
+        required: true
+  setgroups:
+    description:
+      - Write V(allow) or V(deny) to C(/proc/PID/setgroups) of the new user namespace (C(unshare --setgroups)).
+        Needs V(user) in O(namespaces). An unprivileged caller writing a gid map needs V(deny).
+      - Default is the kernel's (V(allow)), or V(deny) with O(map_root).
+    type: str
+    choices: [allow, deny]
+  join:
+    description:
+      - "Namespaces to join instead of creating them, a mapping of type to the path of an existing namespace file,
+        for example C({net: /run/netns/blue}) (a namespace made by C(ip netns add)) or C({ipc: /proc/1234/ns/ipc})."
+      - Types are those of O(namespaces) except V(pid) (the service always gets a new PID namespace). A type cannot
+        be both joined and listed in O(namespaces).
+      - The path must be a namespace file of that type; anything else is refused before anything runs.
+    type: dict
+  init:
+    description:
+      - The PID 1 of the new PID namespace.
+      - V(builtin) (default) is the collection's init, a small Python process that reaps every child (orphans
+        included, so no zombie piles up), forwards SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH to the
+        service, applies O(restart) and records the last exit status.
+      - V(tini) runs C(tini) (from E(PATH) on the target) as PID 1, as a subreaper that forwards signals.
+        No O(restart) policy with tini.
+      - V(none) makes the command itself PID 1 (C(unshare --fork) without an init). Nothing reaps orphans unless
+        the command does, and the kernel delivers to a PID 1 only the signals it has a handler for, so a command
+        that does not handle O(stop_signal) is killed after O(stop_timeout). No O(restart) policy.
+    type: str
+    choices: [builtin, tini, none]
+  time_offsets:
+    description:
+      - "Clock offsets of the new time namespace in seconds, C({monotonic: N, boottime: N}) (C(unshare
+        --monotonic/--boottime)). Needs V(time) in O(namespaces) and Linux 5.6 or later."
+    type: dict
+notes:
+  - "Which process the record points at: C(pid) is the host PID of the namespace's PID 1 (the init, or the
+    command with O(init=none)); C(service_pid) is the host PID of the command. A record is live only when that PID
+    exists with the recorded start time and PID namespace, so a PID reused by another process is never mistaken
+    for the service and never signalled. M(linuxns.isolation.ns_exec) with C(name) enters exactly this namespace."
+  - "How a service stops: O(stop_signal) goes to the namespace's PID 1 (the builtin init forwards it to the
+    service and stops restarting it). After O(stop_timeout) seconds PID 1 gets SIGKILL, and the kernel then kills
+    every process of the PID namespace, so nothing of the service survives a stop."
+  - "Verification after start: the module returns only once PID 1 is alive in a PID namespace other than the
+    module's and, with O(mount_proc), the C(/proc) inside shows that PID 1 as its own process 1. A service that
+    exits within its first moment fails the task with the last lines of its log and leaves no record behind."
+  - "Rootless use: run the task as an unprivileged user (C(become_user)) with V(user) in O(namespaces); the
+    default O(state_dir) is then C($XDG_RUNTIME_DIR/linuxns). When the kernel refuses a user namespace, the error
+    names the sysctls to check (C(user.max_user_namespaces), C(kernel.apparmor_restrict_unprivileged_userns))."
+  - "Concurrent runs on the same O(name) (two plays, C(async) tasks) are serialised by a per-name lock in
+    O(state_dir); the later one finds the service the first one started."
+  - "The namespaces, id maps and mounts are set up in a child before the command is executed; a command that
+    cannot be executed (not found, not executable) fails the task instead of leaving a dead service."
+seealso:
+  - module: linuxns.isolation.bwrap_sandbox
+  - module: linuxns.isolation.ns_exec
+  - module: linuxns.isolation.ns_info
+  - name: unshare(1)
+    link: https://man7.org/linux/man-pages/man1/unshare.1.html
+  - name: pid_namespaces(7)
+    link: https://man7.org/linux/man-pages/man7/pid_namespaces.7.html
+author:
+  - linuxns.isolation contributors (@linuxns)
+'''
+
+EXAMPLES = r'''
+- name: What unshare --pid --fork --mount-proc ps -e does by hand, as a one-shot
+  linuxns.isolation.pid_namespace:
+    detach: false
+    argv: [ps, -e]
+  register: ps_inside
+
+- name: A service isolated in its own pid, mount, network, IPC and UTS namespaces, with a host name
+  linuxns.isolation.pid_namespace:
+    name: webhook
+    namespaces: [pid, mount, net, ipc, uts]
+    hostname: webhook
+    user: www-data
+    chdir: /srv/webhook
+    env:
+      PORT: '9000'
+    argv: [/srv/webhook/bin/webhook, --listen, 127.0.0.1:9000]
+    restart: on-failure
+    restart_delay: 2
+    stop_signal: SIGINT
+    stop_timeout: 20
+
+- name: Rootless, as an unprivileged user mapped to root inside its own user namespace (unshare -r)
+  linuxns.isolation.pid_namespace:
+    name: builder
+    namespaces: [user, pid, mount]
+    map_root: true
+    command: /home/builder/bin/build-worker --queue nightly
+  become: true
+  become_user: builder
+
+- name: Create a network namespace with ip netns
+  ansible.builtin.command: ip netns add blue
+  args:
+    creates: /run/netns/blue
+
+- name: A service in that existing network namespace, with its own PID namespace
+  linuxns.isolation.pid_namespace:
+    name: blue-agent
+    join:
+      net: /run/netns/blue
+    command: /usr/local/bin/agent --config /etc/agent/blue.conf
+
+- name: A one-shot job, its whole process tree killed if it runs longer than 5 minutes
+  linuxns.isolation.pid_namespace:
+    detach: false
+    namespaces: [pid, mount, net]
+    command: /usr/local/bin/reindex --all
+    chdir: /var/lib/search
+    timeout: 300
+    creates: /var/lib/search/index.done
+
+- name: The command itself as PID 1, without the builtin init
+  linuxns.isolation.pid_namespace:
+    name: tiny
+    init: none
+    argv: [sleep, infinity]
+
+- name: Stop the service, keeping its record and log
+  linuxns.isolation.pid_namespace:
+    name: webhook
+    state: stopped
+
+- name: Stop it and forget it
+  linuxns.isolation.pid_namespace:
+    name: webhook
+    state: absent
+'''
+
+RETURN = r'''
+name:
+  description: The O(name) of the service (null for a one-shot without one).
+  returned: always
+  type: str
+  sample: webhook
+state:
+  description:
+    - V(started) when the service runs (or, in check mode, would run), V(stopped) when it does not,
+      V(absent) after O(state=absent).
+  returned: always
+  type: str
+  sample: started
+pid:
+  description:
+    - Host PID of the PID 1 of the service's namespace (the init, or the command with O(init=none)); null when it
+      does not run. For O(detach=false), the PID 1 the command had while it ran.
+  returned: always
+  type: int
+  sample: 24811
+service_pid:
+  description:
+    - Host PID of the command (the init's child); it changes with every restart by the O(restart) policy.
+      Null when the service does not run.
+  returned: always
+  type: int
+  sample: 24812
+namespaces:
+  description: The namespaces of the running service, type to C(type:[inode]) as C(readlink /proc/PID/ns/TYPE) shows.
+  returned: always
+  type: dict
+  sample: {pid: 'pid:[4026532481]', mount: 'mnt:[4026532478]', net: 'net:[4026532484]'}
+spec_hash:
+  description: Hash of the canonical spec (the options you set, normalised); equal hashes mean the same service.
+  returned: always
+  type: str
+  sample: sha256:5d41402abc4b2a76b9719d911017c592ae1b2f39d6d2a2cba6bbd67a6a0f9a7e
+started_at:
+  description: When the service (or the one-shot) was started, UTC, ISO 8601; null if it never ran.
+  returned: always
+  type: str
+  sample: '2026-12-01T13:45:12.345Z'
+log_path:
+  description: The file holding the service's stdout and stderr; null for O(state=absent) and one-shots.
+  returned: always
+  type: str
+  sample: /run/linuxns/webhook.log
+restarts:
+  description: How often the init restarted the service (O(restart)) since it was started.
+  returned: always
+  type: int
+  sample: 0
+cmd:
+  description: The command that ran (or would run), as a list.
+  returned: when O(detach=false)
+  type: list
+  elements: str
+  sample: [ps, -e]
+rc:
+  description: Exit status of the command (128 + N when killed by signal N); 0 when it was skipped.
+  returned: when O(detach=false)
+  type: int
+  sample: 0
+stdout:
+  description: Standard output of the command, without the trailing newline.
+  returned: when O(detach=false)
+  type: str
+  sample: "    PID TTY          TIME CMD\n      1 ?        00:00:00 python3\n      2 ?        00:00:00 ps"
+stderr:
+  description: Standard error of the command, without the trailing newline.
+  returned: when O(detach=false)
+  type: str
+  sample: ''
+stdout_lines:
+  description: O(detach=false) RV(stdout) split into lines.
+  returned: when O(detach=false)
+  type: list
+  elements: str
+  sample: ['    PID TTY          TIME CMD', '      1 ?        00:00:00 python3', '      2 ?        00:00:00 ps']
+stderr_lines:
+  description: RV(stderr) split into lines.
+  returned: when O(detach=false)
+  type: list
+  elements: str
+  sample: []
+msg:
+  description: For O(detach=false), why the command did or did not run.
+  returned: when O(detach=false)
+  type: str
+  sample: Did not run command since '/var/lib/search/index.done' exists
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle import PidNamespaceDriver, run_module
+from ansible_collections.linuxns.isolation.plugins.module_utils._spec import pid_namespace_argument_spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=pid_namespace_argument_spec(), supports_check_mode=True,
+                           mutually_exclusive=[('command', 'argv')])
+    run_module(module, PidNamespaceDriver())
+
+
+if __name__ == '__main__':
+    main()
