@@ -4,9 +4,10 @@
 # network but the package registries, and an unneeded update costs time).
 set -euo pipefail
 
-# what the collection drives, then what the pipeline uses (shellcheck: a sanity test of ansible-test,
-# skipped with only a warning when it is missing)
-packages=(bubblewrap util-linux iproute2 procps tini uidmap debootstrap socat acl rsync shellcheck)
+# What the collection drives, then what the pipeline uses: shellcheck for ansible-test's sanity
+# test of that name (skipped with only a warning when missing), openssh-client for molecule,
+# which reaches the fleet test hosts over ssh.
+packages=(bubblewrap util-linux iproute2 procps tini uidmap debootstrap socat acl rsync shellcheck openssh-client)
 
 missing=()
 for package in "${packages[@]}"; do
