@@ -193,8 +193,8 @@ def list_namespaces(proc=_PROC):
         for ns_type in NS_TYPES:
             path = ns_path(pid, ns_type, proc)
             try:
-                inode = os.stat(path).st_ino
-            except OSError:
+                inode = link_inode(os.readlink(path))  # the nsfs inode, as stat() would give
+            except (OSError, ValueError):
                 continue
             key = (ns_type, inode)
             entry = found.get(key)
