@@ -22,7 +22,7 @@ from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect,
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import KernelError
 from ansible_collections.linuxns.isolation.plugins.module_utils._launcher import run_oneshot, start_detached
 
-from conftest import host_link, lifecycle, ns_spec, proc_spec
+from conftest import COLLECTIONS_ROOT, host_link, lifecycle, ns_spec, proc_spec
 
 ALL_TYPES = ('pid', 'mount', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time')
 READ_LINKS = ['sh', '-c', 'for t in %s; do readlink /proc/self/ns/$t; done'
@@ -247,3 +247,34 @@ def test_list_namespaces_matches_lsns(tmp_path, started_pids):
         assert mine[key]['pid'] == theirs[key]['pid']
         assert mine[key]['command'] == theirs[key]['command']
         assert (mine[key]['owner'] or 0) == int(theirs[key]['ons'])
+
+
+INNER_UNSHARE = '''
+from ansible_collections.linuxns.isolation.plugins.module_utils import _syscalls
+try:
+    _syscalls.unshare(_syscalls.CLONE_NEWUSER)
+except OSError as exc:
+    print(exc)
+'''
+
+
+def test_user_namespace_limit_reached_names_the_sysctl(run_as_test_user):
+    # Root of a user namespace may lower that namespace's own limit; the host keeps its own.
+    script = 'echo 0 > /proc/sys/user/max_user_namespaces && exec python3 -c "$0"'
+    answer = run_as_test_user(
+        'run_oneshot', process=proc_spec(['sh', '-c', script, INNER_UNSHARE], env={'PYTHONPATH': COLLECTIONS_ROOT}),
+        namespaces=ns_spec(('user', 'pid', 'mount'), map_root=True), lifecycle=lifecycle('none'))
+    assert answer.get('rc') == 0, answer
+    assert answer['stdout'].startswith('unshare(user): No space left on device'), answer
+    assert 'user.max_user_namespaces' in answer['stdout']
+    with open('/proc/sys/user/max_user_namespaces') as handle:
+        assert int(handle.read()) > 0
+
+
+def test_user_namespace_eperm_fix_names_both_sysctls(monkeypatch):
+    # EPERM for an unprivileged CLONE_NEWUSER only happens on hosts that disable it
+    # (sysctl or AppArmor); the text is what such a user reads.
+    monkeypatch.setattr(os, 'geteuid', lambda: 1000)
+    fix = _syscalls._namespace_fix(_syscalls.CLONE_NEWUSER | _syscalls.CLONE_NEWPID)(errno.EPERM)
+    assert 'user.max_user_namespaces' in fix
+    assert 'kernel.apparmor_restrict_unprivileged_userns' in fix
