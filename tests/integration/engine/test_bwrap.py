@@ -332,14 +332,23 @@ def test_missing_command_is_a_setup_failure_not_an_exit_code(bwrap):
 
 
 def _processes_in_pidns(link):
+    """Live (not zombie) processes in the PID namespace ``link``.
+
+    bwrap exits once its reaper reports the command's exit, so the sandbox's
+    PID 1 may remain a zombie of the host's init; it runs nothing.
+    """
     pids = []
     for name in os.listdir('/proc'):
         if name.isdigit():
             try:
-                if os.readlink('/proc/%s/ns/pid' % name) == link:
-                    pids.append(int(name))
+                if os.readlink('/proc/%s/ns/pid' % name) != link:
+                    continue
+                with open('/proc/%s/stat' % name, 'rb') as handle:
+                    data = handle.read()
             except OSError:
                 continue
+            if data[data.rindex(b')') + 2:].split()[0] != b'Z':
+                pids.append(int(name))
     return pids
 
 

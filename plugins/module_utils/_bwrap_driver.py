@@ -1,0 +1,276 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) linuxns.isolation contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The lifecycle ``Driver`` of linuxns.isolation.bwrap_sandbox.
+
+Who the record points at: ``pid`` is the host PID of the sandbox's PID 1 (the
+``child-pid`` bwrap reports on ``--info-fd``): bwrap's reaper, or the command
+itself with ``as_pid_1``. Its start time and pid-namespace inode are what the
+store checks for liveness, and ``ns_exec name=...`` enters exactly this
+sandbox. ``service_pid`` is the host PID of the user's command.
+
+bubblewrap (up to 0.11) forwards no signal: SIGTERM to bwrap kills bwrap
+alone, and the sandbox's reaper ignores signals from the host. A graceful
+stop therefore sends ``stop_signal`` to the command itself (identity-checked
+through the sandbox's PID 1), waits ``stop_timeout`` for the sandbox to end,
+then SIGKILLs its PID 1, which takes the whole PID namespace down.
+
+There is no supervisor outside the sandbox, so ``restart`` other than ``no``
+is refused (see the module notes).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import collections
+import errno
+import os
+import select
+import signal
+import time
+
+from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap
+from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
+from ansible_collections.linuxns.isolation.plugins.module_utils import _spec
+from ansible_collections.linuxns.isolation.plugins.module_utils._errors import SpecError, StartError
+from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle import Driver
+from ansible_collections.linuxns.isolation.plugins.module_utils._spec import Option
+
+BwrapLaunch = collections.namedtuple('BwrapLaunch', 'spec process lifecycle bwrap_path version argv')
+Started = collections.namedtuple('Started', 'pid service_pid start_time pidns_inode namespaces')
+
+_KILL_GRACE = 10.0
+
+
+def _unshare(value):
+    return list(_bwrap._unshare({'unshare': value}))
+
+
+def _mounts(value):
+    if not isinstance(value, (list, tuple)):
+        raise SpecError('mounts', value, 'is not a list', 'give a list of {type, dest, ...}')
+    out = []
+    for index, item in enumerate(value):
+        if isinstance(item, dict):
+            item = dict((key, val) for key, val in item.items() if val is not None)
+        out.append(_bwrap._mount(index, item).as_dict())
+    return out
+
+
+def _caps(option):
+    return lambda value: list(_bwrap._caps(option, value))
+
+
+def _names(option):
+    def normalise(value):
+        return sorted(set(_bwrap._names(option, value)))
+    return normalise
+
+
+def _flag(option):
+    def normalise(value):
+        if not isinstance(value, bool):
+            raise SpecError(option, value, 'is not a boolean', 'use true or false')
+        return value
+    return normalise
+
+
+def _hostname(value):
+    if not isinstance(value, str) or not _bwrap.HOSTNAME_RE.match(value):
+        raise SpecError('hostname', value, 'is not a valid host name', 'use 1-64 letters, digits, dots and dashes')
+    return value
+
+
+def _ident(option):
+    return lambda value: _bwrap._id(option, value)
+
+
+def _path(option):
+    return lambda value: _bwrap._abs_path(option, value)
+
+
+def _profile(value):
+    if value not in _bwrap.PROFILES:
+        raise SpecError('profile', value, 'is not a profile', 'use minimal or none')
+    return value
+
+
+_MOUNT_SUBOPTIONS = {
+    'type': {'type': 'str', 'required': True, 'choices': list(_bwrap.MOUNT_TYPES)},
+    'src': {'type': 'str'},
+    'dest': {'type': 'str', 'required': True},
+    'optional': {'type': 'bool'},
+    'mode': {'type': 'raw'},
+    'size': {'type': 'raw'},
+    'content': {'type': 'str'},
+}
+
+BWRAP_OPTIONS = (
+    Option('unshare', 'list', elements='str', default=['all'],
+           choices=_bwrap.NAMESPACES + ('all',), normalise=_unshare),
+    Option('share_net', 'bool', default=False, normalise=_flag('share_net')),
+    Option('profile', default='minimal', choices=_bwrap.PROFILES, normalise=_profile),
+    Option('mounts', 'list', elements='dict', suboptions=_MOUNT_SUBOPTIONS, normalise=_mounts),
+    Option('hostname', normalise=_hostname),
+    Option('uid', 'int', normalise=_ident('uid')),
+    Option('gid', 'int', normalise=_ident('gid')),
+    Option('unset_env', 'list', elements='str', normalise=_names('unset_env')),
+    Option('new_session', 'bool', default=True, normalise=_flag('new_session')),
+    Option('die_with_parent', 'bool', default=lambda params: params.get('detach') is False,
+           normalise=_flag('die_with_parent')),
+    Option('as_pid_1', 'bool', default=False, normalise=_flag('as_pid_1')),
+    Option('cap_add', 'list', elements='str', normalise=_caps('cap_add')),
+    Option('cap_drop', 'list', elements='str', normalise=_caps('cap_drop')),
+    Option('seccomp', 'path', normalise=_path('seccomp')),
+    Option('disable_userns', 'bool', default=False, normalise=_flag('disable_userns')),
+    Option('bwrap_path', 'path', normalise=_path('bwrap_path')),
+)
+
+OPTIONS = _spec.LIFECYCLE_OPTIONS + BWRAP_OPTIONS
+
+
+def argument_spec():
+    """Complete Ansible argument_spec of linuxns.isolation.bwrap_sandbox."""
+    return _spec.argument_spec(OPTIONS)
+
+
+def _pidfd_open(pid):
+    return os.pidfd_open(pid)
+
+
+def _wait_exit(pidfd, timeout):
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    deadline = time.monotonic() + max(0.0, float(timeout))
+    while True:
+        remaining = deadline - time.monotonic()
+        if poller.poll(max(0, int(remaining * 1000))):
+            return True
+        if remaining <= 0:
+            return False
+
+
+class BwrapDriver(Driver):
+    """linuxns.isolation.bwrap_sandbox: the sandbox is built and run by the installed bwrap."""
+
+    module = 'bwrap_sandbox'
+    options = OPTIONS
+
+    def __init__(self):
+        self.launch = None
+
+    def build(self, params):
+        lifecycle = _spec.lifecycle_spec(params)
+        if lifecycle.restart != 'no' and params.get('detach', True) is not False:
+            raise SpecError('restart', params.get('restart'),
+                            'is not available for bwrap_sandbox: bubblewrap has no restart policy and '
+                            'the service record must point at the sandbox itself',
+                            'use restart: no (re-run the task to start it again), or '
+                            'linuxns.isolation.pid_namespace, whose init restarts services')
+        process = _spec.process_spec(params)
+        spec = _bwrap.bwrap_spec(params)
+        if spec.die_with_parent and params.get('detach', True) is not False:
+            raise SpecError('die_with_parent', True,
+                            'would kill the service as soon as the module returns (detach: true)',
+                            'remove die_with_parent or set it to false')
+        path = _bwrap.find_bwrap(spec.bwrap_path)
+        version = _bwrap.bwrap_version(path)
+        detach = params.get('detach', True) is not False
+        argv = _bwrap.build_argv(spec, version, _bwrap.INFO_FD,
+                                 None if detach else _bwrap.STATUS_FD, bwrap_path=path)
+        canonical = _spec.canonical(params, self.options)
+        self.launch = BwrapLaunch(spec, process, lifecycle, path, version, argv)
+        return canonical, self.launch
+
+    def start(self, launch, log_path, status_path):
+        started = _bwrap.start_detached(launch.spec, launch.version, log_path, None,
+                                        bwrap_path=launch.bwrap_path, process=launch.process)
+        ident = _inspect.identity(started.child_pid)
+        if ident is None:
+            _bwrap._reap_after_failure(started.bwrap_pid, None)
+            raise StartError('the sandbox (host PID %d) ended right after it started; see %s'
+                             % (started.child_pid, log_path))
+        return Started(pid=started.child_pid, service_pid=started.service_pid,
+                       start_time=ident.start_time, pidns_inode=ident.pidns_inode,
+                       namespaces=started.namespaces)
+
+    def run_oneshot(self, launch, timeout, stdin=None):
+        result = _bwrap.run_oneshot(launch.spec, launch.version, timeout=timeout, stdin=stdin,
+                                    bwrap_path=launch.bwrap_path, process=launch.process)
+        if result.setup_failed:
+            raise StartError(_bwrap.bwrap_failure(result.stderr, 'bwrap could not run the sandbox'))
+        return result
+
+    def verify(self, started, launch):
+        ident = _inspect.identity(started.pid)
+        if ident is None or ident.start_time != started.start_time:
+            raise StartError('PID 1 of the sandbox (host PID %d) is gone right after the start' % started.pid)
+        if not launch.spec.unshares('pid'):
+            return
+        host_pidns = _inspect.ns_inode(os.getpid(), 'pid')
+        if ident.pidns_inode == host_pidns:
+            raise StartError('host PID %d runs in the PID namespace of the module (pid:[%d]), not in '
+                             'a new one' % (started.pid, host_pidns))
+        proc_at_slash_proc = launch.spec.profile == 'minimal' or any(
+            mount.type == 'proc' and mount.dest == '/proc' for mount in launch.spec.mounts)
+        if not proc_at_slash_proc:
+            return
+        stat_path = '/proc/%d/root/proc/1/stat' % started.pid
+        try:
+            with open(stat_path, 'rb') as handle:
+                data = handle.read()
+            inner_start = int(data[data.rfind(b')') + 2:].split()[19])
+        except (OSError, ValueError, IndexError) as exc:
+            raise StartError('cannot check the /proc of the sandbox (%s: %s)'
+                             % (stat_path, getattr(exc, 'strerror', None) or exc))
+        if inner_start != ident.start_time:
+            raise StartError('the /proc of the sandbox (host PID %d) does not show its own process '
+                             'tree: its PID 1 is another process' % started.pid)
+
+    def stop(self, store, record, stop_signal, stop_timeout):
+        """Graceful stop of the command, then SIGKILL of the sandbox's PID 1."""
+        if not store.is_live(record):
+            return 'gone'
+        try:
+            pid1 = _pidfd_open(record.pid)
+        except OSError as exc:
+            if exc.errno == errno.ESRCH:
+                return 'gone'
+            raise
+        try:
+            # The pidfd was opened before this check, so it is the record's process.
+            if not store.is_live(record):
+                return 'gone'
+            target = record.service_pid
+            if target and target != record.pid and stop_signal != signal.SIGKILL:
+                self._signal_child(record.pid, target, stop_signal)
+            else:
+                store.signal(record, stop_signal)
+            if _wait_exit(pid1, stop_timeout):
+                return 'signal'
+            store.signal(record, signal.SIGKILL)
+            if not _wait_exit(pid1, _KILL_GRACE):
+                raise StartError('PID 1 of sandbox %s (host PID %d) survived SIGKILL for %s s'
+                                 % (record.name, record.pid, _KILL_GRACE))
+            return 'killed'
+        finally:
+            os.close(pid1)
+
+    @staticmethod
+    def _signal_child(parent, child, sig):
+        """Signal ``child`` only while it is still a child of the sandbox's PID 1."""
+        try:
+            pidfd = _pidfd_open(child)
+        except OSError:
+            return False
+        try:
+            if _bwrap._ppid(child) != parent:
+                return False
+            signal.pidfd_send_signal(pidfd, sig)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(pidfd)

@@ -1,0 +1,423 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) linuxns.isolation contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: bwrap_sandbox
+short_description: Run a command or a service in a bubblewrap sandbox, declaratively
+version_added: 0.1.0
+description:
+  - Runs a command inside a sandbox built by bubblewrap (C(bwrap)) from structured options; the module builds the
+    C(bwrap) command line for the installed bubblewrap and never asks you to write one.
+  - With O(detach=true) (default) the sandbox is a managed background service kept by O(name); re-running the same
+    task changes nothing. With O(detach=false) the command runs to completion like M(ansible.builtin.command).
+  - The installed bubblewrap's version is detected (C(bwrap --version)); an option it lacks fails the task before
+    anything runs, naming the option, the installed version and the version that added it.
+  - The sandbox's PID 1 and the command's PID are learnt from bwrap's C(--info-fd); a one-shot's exit code from
+    C(--json-status-fd), so a failure of bwrap itself (a missing bind source, a command not found, no permission to
+    create namespaces) fails the task with bwrap's own message, verbatim.
+extends_documentation_fragment:
+  - linuxns.isolation.lifecycle
+  - linuxns.isolation.attributes
+options:
+  unshare:
+    description:
+      - Namespaces the sandbox gets besides its own mount namespace (bwrap always makes one), a list of
+        V(user), V(ipc), V(pid), V(net), V(uts), V(cgroup), or V([all]).
+      - V([all]) is C(--unshare-all) (user namespace when possible, ipc, pid, net, uts, cgroup when possible).
+        A list is the matching C(--unshare-*) options, the user namespace then being required.
+      - Default V([all]).
+    type: list
+    elements: str
+    choices: [user, ipc, pid, net, uts, cgroup, all]
+  share_net:
+    description:
+      - Keep the host's network namespace while unsharing the rest (C(--share-net)). With an explicit O(unshare)
+        list, leaving out V(net) has the same effect; listing V(net) together with O(share_net=true) is refused.
+      - Default V(false).
+    type: bool
+  profile:
+    description:
+      - V(minimal) mounts read-only C(/usr) and C(/etc), the merged-/usr symlinks C(/bin), C(/sbin), C(/lib),
+        C(/lib64) (C(-> usr/...)) when the host has a merged /usr (otherwise read-only binds of those that exist),
+        a fresh C(/proc), a minimal C(/dev) and a tmpfs on C(/tmp).
+      - V(none) starts from an empty root; only O(mounts) builds it.
+      - The profile's operations come first, then O(mounts) in their order.
+      - Default V(minimal).
+    type: str
+    choices: [minimal, none]
+  mounts:
+    description:
+      - Filesystem operations, applied in this order after the O(profile)'s.
+      - A later mount over the same destination hides the earlier one; a file can only be created where the parent
+        is writable (not inside a read-only bind such as the profile's C(/etc)).
+    type: list
+    elements: dict
+    suboptions:
+      type:
+        description:
+          - V(bind), V(ro_bind), V(dev_bind) bind the host path O(mounts[].src) on O(mounts[].dest) (read-write,
+            read-only, with device access).
+          - V(tmpfs) a fresh tmpfs, V(dir) a directory, V(proc) a procfs, V(dev) a minimal /dev, V(mqueue) a POSIX
+            message queue filesystem at O(mounts[].dest).
+          - V(symlink) a symlink at O(mounts[].dest) pointing to O(mounts[].src) (kept as written, may be relative).
+          - V(file) a file at O(mounts[].dest) with O(mounts[].content), or a copy of the host file
+            O(mounts[].src) (C(--file FD DEST)).
+          - V(remount_ro) remounts O(mounts[].dest) read-only (not recursively).
+        type: str
+        required: true
+        choices: [bind, ro_bind, dev_bind, tmpfs, dir, proc, dev, mqueue, symlink, file, remount_ro]
+      src:
+        description:
+          - Absolute host path for the bind types (it must exist unless O(mounts[].optional=true)) and for V(file)
+            (a regular file to copy); the link target for V(symlink). Not allowed for the other types.
+        type: str
+      dest:
+        description:
+          - Absolute path inside the sandbox. Missing parent directories are created.
+        type: str
+        required: true
+      optional:
+        description:
+          - For the bind types only. Skip the mount when O(mounts[].src) does not exist (C(--bind-try) etc.)
+            instead of failing. Default V(false).
+        type: bool
+      mode:
+        description:
+          - Octal permissions of what V(tmpfs), V(dir) or V(file) creates (C(--perms), bubblewrap 0.5.0 or later),
+            for example V('0750'). Quote it; an unquoted integer is taken as the number it is.
+        type: raw
+      size:
+        description:
+          - For V(tmpfs) only. Size limit, in bytes or with a K, M, G or T suffix (binary units), for example
+            V(64M) (C(--size), bubblewrap 0.7.0 or later, not with a setuid bwrap).
+        type: raw
+      content:
+        description:
+          - For V(file) only. The text written to the file (exactly one of O(mounts[].content) and O(mounts[].src)).
+        type: str
+  hostname:
+    description:
+      - Host name inside the sandbox. Needs a new uts namespace (V(uts) in O(unshare), or V(all)).
+    type: str
+  uid:
+    description:
+      - User id the command has inside the sandbox (C(--uid)). Needs a new user namespace.
+      - To choose which host user runs the sandbox, use O(user).
+    type: int
+  gid:
+    description:
+      - Group id the command has inside the sandbox (C(--gid)). Needs a new user namespace.
+    type: int
+  chdir:
+    description:
+      - Absolute path of the working directory inside the sandbox (C(--chdir)).
+      - Default is the module's working directory when that path exists in the sandbox, else C(/).
+    type: path
+  env:
+    description:
+      - Environment variables set inside the sandbox (C(--setenv)), added to the inherited environment or, with
+        O(clear_env=true), the only ones besides the C(PWD) bwrap sets. Values are converted to strings.
+    type: dict
+  clear_env:
+    description:
+      - Start the sandbox with an empty environment (C(--clearenv), bubblewrap 0.5.0 or later); only O(env) is
+        passed. Default V(false).
+    type: bool
+  unset_env:
+    description:
+      - Names of inherited environment variables removed inside the sandbox (C(--unsetenv)).
+    type: list
+    elements: str
+  new_session:
+    description:
+      - Start the sandbox in a new terminal session (C(--new-session)), so the command cannot push input into the
+        caller's terminal (TIOCSTI). Default V(true).
+    type: bool
+  die_with_parent:
+    description:
+      - Kill the sandbox with SIGKILL when bwrap's parent dies (C(--die-with-parent)).
+      - Default V(true) with O(detach=false) (a killed Ansible run leaves no sandbox behind), V(false) with
+        O(detach=true); V(true) is refused with O(detach=true), where the parent is the module, which returns at once.
+    type: bool
+  as_pid_1:
+    description:
+      - Run the command as PID 1 of the sandbox's PID namespace (C(--as-pid-1)) instead of under bwrap's reaper.
+        The command then has to reap orphans itself, and gets only the signals it has handlers for.
+      - Needs a new pid namespace. Default V(false).
+    type: bool
+  cap_add:
+    description:
+      - Capabilities kept inside the sandbox (C(--cap-add)), names as in capabilities(7) with or without the
+        C(CAP_) prefix, or V(ALL). They are capabilities inside the sandbox's user namespace.
+      - With V(ALL) in O(cap_drop), the sandbox gets exactly O(cap_add); with V(ALL) in O(cap_add), all but
+        O(cap_drop) (the order of C(docker run)). A name in both lists is refused.
+    type: list
+    elements: str
+  cap_drop:
+    description:
+      - Capabilities dropped inside the sandbox (C(--cap-drop)), names or V(ALL); see O(cap_add).
+    type: list
+    elements: str
+  seccomp:
+    description:
+      - Absolute path of a compiled seccomp BPF program (an array of C(struct sock_filter), for example from
+        libseccomp's C(seccomp_export_bpf())). It is passed to bwrap as C(--seccomp FD) on an open descriptor and
+        applies to the command and everything it starts.
+    type: path
+  disable_userns:
+    description:
+      - Forbid creating further user namespaces inside the sandbox (C(--disable-userns), bubblewrap 0.8.0 or
+        later). Needs a new user namespace; with V([all]) the module adds C(--unshare-user) so it is certain.
+      - Default V(false).
+    type: bool
+  bwrap_path:
+    description:
+      - Absolute path of the bwrap executable. Default is C(bwrap) found on E(PATH); when there is none the task
+        fails with the command that installs it (or apply the role linuxns.isolation.sandbox_host).
+    type: path
+  restart:
+    description:
+      - Only V(no) is available for a detached sandbox; see the notes.
+    type: str
+    choices: ['no', on-failure, always]
+  user:
+    description:
+      - Host user (name or uid) that runs bwrap, and so owns the sandbox. Not root means a rootless sandbox in a
+        user namespace owned by that user. To choose the identity inside, use O(uid) and O(gid).
+    type: str
+  group:
+    description:
+      - Host group (name or gid) bwrap runs with.
+    type: str
+notes:
+  - "Which process the record points at: C(pid) is the host PID of the sandbox's PID 1 (bwrap's reaper inside the
+    sandbox, or the command with O(as_pid_1=true)), taken from C(--info-fd). Liveness is that PID, its start time and
+    its PID namespace, so a recycled PID is never mistaken for the sandbox, and M(linuxns.isolation.ns_exec) with
+    C(name) enters exactly this sandbox. C(service_pid) is the host PID of the command."
+  - "How a sandbox stops: bubblewrap forwards no signal (SIGTERM to bwrap kills bwrap alone and leaves the sandbox
+    running; its reaper ignores signals from outside). So O(stop_signal) is sent to the command itself, checked to
+    still be the child of the recorded PID 1; after O(stop_timeout) seconds the sandbox's PID 1 gets SIGKILL, which
+    ends every process of its PID namespace."
+  - "No restart policy for detached sandboxes: bwrap has none, and a host-side supervisor that restarts bwrap would
+    give every restart a new sandbox (new PID 1, new namespaces), so the record could no longer name the running
+    sandbox. Use O(restart=no) and re-run the task (a dead sandbox is started again), or
+    M(linuxns.isolation.pid_namespace), whose init restarts services inside one namespace."
+  - "The service's stdout and stderr, and bwrap's own messages, go to O(log_path). bwrap runs detached in its own
+    session with stdin C(/dev/null); no descriptor beyond 0-2 reaches the sandbox."
+  - "Rootless use: as an unprivileged user (or with O(user)), bwrap creates a user namespace. When the kernel
+    refuses it, the error names the sysctls to check (C(kernel.apparmor_restrict_unprivileged_userns),
+    C(user.max_user_namespaces), C(kernel.unprivileged_userns_clone) on old Debian kernels)."
+  - "bubblewrap versions: 0.4.0 or later is needed. O(clear_env) and O(mounts[].mode) need 0.5.0,
+    O(mounts[].size) 0.7.0, O(disable_userns) 0.8.0."
+seealso:
+  - module: linuxns.isolation.pid_namespace
+  - module: linuxns.isolation.ns_exec
+  - name: bwrap(1)
+    description: The bubblewrap manual.
+    link: https://github.com/containers/bubblewrap/blob/main/bwrap.xml
+author:
+  - linuxns.isolation contributors (@linuxns)
+'''
+
+EXAMPLES = r'''
+- name: A shell that sees only its own processes (bwrap --unshare-pid --unshare-user --unshare-ipc
+    --ro-bind /usr /usr --ro-bind /etc /etc --dir /tmp --proc /proc --dev /dev)
+  linuxns.isolation.bwrap_sandbox:
+    detach: false
+    unshare: [pid, user, ipc]
+    profile: none
+    mounts:
+      - {type: ro_bind, src: /usr, dest: /usr}
+      - {type: ro_bind, src: /etc, dest: /etc}
+      - {type: symlink, src: usr/bin, dest: /bin}
+      - {type: symlink, src: usr/lib, dest: /lib}
+      - {type: symlink, src: usr/lib64, dest: /lib64}
+      - {type: dir, dest: /tmp}
+      - {type: proc, dest: /proc}
+      - {type: dev, dest: /dev}
+    argv: [sh, -c, 'ps -e']
+  register: ps_inside
+
+- name: An application sandbox with the host network and a writable config directory
+  linuxns.isolation.bwrap_sandbox:
+    name: feedreader
+    unshare: [all]
+    share_net: true
+    mounts:
+      - {type: bind, src: /srv/feedreader/config, dest: /home/app/.config/feedreader}
+    env:
+      HOME: /home/app
+    chdir: /home/app
+    command: /usr/bin/feedreader --daemon
+
+- name: Run the same application once, killed with the play if Ansible dies (die_with_parent defaults to true)
+  linuxns.isolation.bwrap_sandbox:
+    detach: false
+    share_net: true
+    mounts:
+      - {type: bind, src: /srv/feedreader/config, dest: /home/app/.config/feedreader}
+    command: /usr/bin/feedreader --refresh-all
+    timeout: 300
+
+- name: A service with a writable data directory and a read-only application directory
+  linuxns.isolation.bwrap_sandbox:
+    name: webhook
+    share_net: true
+    hostname: webhook
+    clear_env: true
+    env:
+      PATH: /usr/bin:/bin
+      DATA_DIR: /data
+    mounts:
+      - {type: ro_bind, src: /opt/webhook, dest: /app}
+      - {type: bind, src: /var/lib/webhook, dest: /data}
+      - {type: tmpfs, dest: /run, size: 16M, mode: '0700'}
+      - {type: file, dest: /app-config/settings.ini, content: "[server]\nport = 9000\n", mode: '0444'}
+    cap_drop: [ALL]
+    disable_userns: true
+    chdir: /app
+    argv: [/app/bin/webhook, --port, '9000']
+    stop_timeout: 20
+
+- name: Stop it and forget it
+  linuxns.isolation.bwrap_sandbox:
+    name: webhook
+    state: absent
+'''
+
+RETURN = r'''
+name:
+  description: The O(name) of the service.
+  returned: always
+  type: str
+  sample: webhook
+state:
+  description: V(started), V(stopped) or V(absent) after the task (in check mode, what a real run would leave).
+  returned: always
+  type: str
+  sample: started
+pid:
+  description: Host PID of the sandbox's PID 1 (bwrap's reaper, or the command with O(as_pid_1)); null when not running.
+  returned: always
+  type: int
+  sample: 24811
+service_pid:
+  description: Host PID of the command; null when not running.
+  returned: always
+  type: int
+  sample: 24812
+namespaces:
+  description: The sandbox's namespaces, type to C(type:[inode]) as in C(/proc/PID/ns), empty when not running.
+  returned: always
+  type: dict
+  sample: {pid: 'pid:[4026532481]', net: 'net:[4026532484]', mount: 'mnt:[4026532478]'}
+spec_hash:
+  description: Hash of the canonical spec (the options you set, normalised).
+  returned: always
+  type: str
+  sample: sha256:5d41402abc4b2a76b9719d911017c592ae1b2f39d6d2a2cba6bbd67a6a0f9a7e
+started_at:
+  description: UTC time the running service (or the one-shot) was started, ISO 8601.
+  returned: always
+  type: str
+  sample: '2026-12-01T13:45:12.345Z'
+log_path:
+  description: File with the service's stdout and stderr; null for O(state=absent) and for one-shots.
+  returned: always
+  type: str
+  sample: /run/linuxns/webhook.log
+restarts:
+  description: Always 0 for bwrap_sandbox (no restart policy; see the notes).
+  returned: always
+  type: int
+  sample: 0
+argv:
+  description:
+    - The exact bwrap command line, for the service that runs (or would run) or the one-shot; descriptor numbers
+      are the fixed ones the module uses (3 for C(--info-fd), 4 for C(--json-status-fd), 5 and up for
+      O(seccomp) and V(file) contents).
+    - Null when the task had no command to build one from (for example O(state=absent) with only O(name)).
+  returned: always
+  type: list
+  elements: str
+  sample: [/usr/bin/bwrap, --unshare-all, --share-net, --new-session, --info-fd, '3', --ro-bind, /usr, /usr, '--', /app/bin/webhook]
+bwrap_version:
+  description: Version of the bubblewrap that built O(argv); null when no argv was built.
+  returned: always
+  type: str
+  sample: 0.8.0
+cmd:
+  description: The command as a list (O(detach=false)).
+  returned: when O(detach=false)
+  type: list
+  elements: str
+  sample: [ps, -e]
+rc:
+  description: Exit code of the command (128+N when killed by signal N; -9 after O(timeout)).
+  returned: when O(detach=false)
+  type: int
+  sample: 0
+stdout:
+  description: Standard output of the command.
+  returned: when O(detach=false)
+  type: str
+  sample: 'PID TTY TIME CMD'
+stderr:
+  description: Standard error of the command.
+  returned: when O(detach=false)
+  type: str
+  sample: ''
+stdout_lines:
+  description: RV(stdout) split into lines.
+  returned: when O(detach=false)
+  type: list
+  elements: str
+  sample: ['PID TTY TIME CMD']
+stderr_lines:
+  description: RV(stderr) split into lines.
+  returned: when O(detach=false)
+  type: list
+  elements: str
+  sample: []
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.linuxns.isolation.plugins.module_utils._bwrap import version_text
+from ansible_collections.linuxns.isolation.plugins.module_utils._bwrap_driver import BwrapDriver, argument_spec
+from ansible_collections.linuxns.isolation.plugins.module_utils._errors import LinuxnsError
+from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle import converge
+from ansible_collections.linuxns.isolation.plugins.module_utils._store import Store
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           mutually_exclusive=[('command', 'argv')])
+    driver = BwrapDriver()
+    try:
+        store = Store(module.params.get('state_dir'))
+        result = converge(module.params, driver, module.check_mode, store)
+    except LinuxnsError as exc:
+        launch = driver.launch
+        module.fail_json(msg=str(exc), argv=launch.argv if launch else None,
+                         bwrap_version=version_text(launch.version) if launch else None)
+    launch = driver.launch
+    result['argv'] = launch.argv if launch else None
+    result['bwrap_version'] = version_text(launch.version) if launch else None
+    result.pop('actions', None)
+    if not module._diff:
+        result.pop('diff', None)
+    if result.pop('failed', False):
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
