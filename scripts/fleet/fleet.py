@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -78,6 +79,13 @@ NETNS_DIR = Path("/run/netns")
 
 def log(msg):
     print("fleet: " + msg, file=sys.stderr, flush=True)
+
+
+def require(*tools):
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        raise SystemExit("fleet: missing {0}; on Debian: apt-get install iproute2 util-linux socat "
+                         "debootstrap openssh-client".format(", ".join(missing)))
 
 
 def run(argv, **kwargs):
@@ -164,6 +172,7 @@ def build_rootfs():
     digest = rootfs_digest()
     if STAMP.exists() and STAMP.read_text().strip() == digest and ROOTFS.is_dir():
         return False
+    require("debootstrap", "chroot")
     mirror = apt_mirror()
     log("building {0} rootfs in {1} from {2} (once; cached afterwards)".format(SUITE, ROOTFS, mirror))
     with contextlib.suppress(FileNotFoundError):
@@ -362,6 +371,7 @@ def cmd_up(names):
     for name in names:
         if not NAME_RE.match(name):
             raise SystemExit("fleet: host names are h1..h99, got {0!r}".format(name))
+    require("ip", "unshare", "socat", "ssh", "ssh-keygen", "findmnt")
     with fleet_lock():
         build_rootfs()
         ensure_key()
