@@ -17,7 +17,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import errno
 import os
 import select
 import signal
@@ -35,7 +34,6 @@ EXITED = 'exited'
 
 # Status of a service that could not even be forked, like a shell's "command not run".
 _SPAWN_FAILED_CODE = 127
-_PR_SET_CHILD_SUBREAPER = 36
 # How long to wait between SIGKILL sweeps when processes keep appearing.
 _SWEEP_INTERVAL = 0.05
 
@@ -88,20 +86,10 @@ def write_status(status_path, status):
             pass
 
 
-def _set_child_subreaper():
-    try:
-        from ansible_collections.linuxns.isolation.plugins.module_utils import _syscalls
-        setter = getattr(_syscalls, 'set_child_subreaper', None)
-    except ImportError:
-        setter = None
-    if setter is not None:
-        setter()
-        return
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, 'prctl(PR_SET_CHILD_SUBREAPER): %s' % os.strerror(err))
+def _syscalls():
+    # Loaded only outside a PID namespace: it brings ctypes, which PID 1 does without.
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _syscalls as syscalls
+    return syscalls
 
 
 def _proc_parents():
@@ -152,7 +140,7 @@ def _kill_descendants():
     pinned = []
     for pid in _descendants(me):
         try:
-            pinned.append((pid, os.pidfd_open(pid)))
+            pinned.append((pid, _syscalls().pidfd_open(pid)))
         except OSError:
             pass
     # Re-checked after pinning: a PID that left the tree meanwhile is not ours to kill.
@@ -161,7 +149,7 @@ def _kill_descendants():
     for pid, pidfd in pinned:
         try:
             if pid in still_below:
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                _syscalls().pidfd_send_signal(pidfd, signal.SIGKILL)
                 hit += 1
         except OSError:
             pass
@@ -329,7 +317,7 @@ class _Init(object):
     # -- main loop ----------------------------------------------------------
     def run(self):
         if os.getpid() != 1:
-            _set_child_subreaper()
+            _syscalls().set_child_subreaper()
         self.install_handlers()
         self.start_service()
         while True:

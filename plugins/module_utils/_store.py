@@ -25,14 +25,9 @@ import time
 
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import StoreError
 
-try:
-    from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
-    from ansible_collections.linuxns.isolation.plugins.module_utils._syscalls import (
-        pidfd_open as _pidfd_open, pidfd_send_signal as _pidfd_send_signal)
-except ImportError:  # pragma: no cover - until layers 1 and 2 land
-    _inspect = None
-    _pidfd_open = os.pidfd_open
-    _pidfd_send_signal = _signal.pidfd_send_signal
+from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
+from ansible_collections.linuxns.isolation.plugins.module_utils._syscalls import (
+    pidfd_open as _pidfd_open, pidfd_send_signal as _pidfd_send_signal)
 
 RECORD_FIELDS = (
     'name', 'module', 'spec', 'spec_hash', 'pid', 'start_time', 'pidns_inode',
@@ -93,33 +88,12 @@ def default_state_dir():
     return '/tmp/linuxns-%d' % uid
 
 
-# -- process identity (one implementation: _inspect; fallback until it lands) --
-
-def _start_time(pid):
-    if _inspect is not None:
-        return _inspect.start_time(pid)
-    with open('/proc/%d/stat' % pid, 'rb') as stat:
-        data = stat.read()
-    # Field 22; fields after the ')' of comm start at field 3.
-    return int(data[data.rfind(b')') + 2:].split()[19])
-
-
 def _identity(pid):
-    """``(start_time, pidns_inode)`` of ``pid`` or None when there is no such process."""
-    if _inspect is not None:
-        ident = _inspect.identity(pid)
-        if ident is None:
-            return None
-        return ident.start_time, ident.pidns_inode
-    try:
-        start = _start_time(pid)
-        inode = os.stat('/proc/%d/ns/pid' % pid).st_ino
-        # A second read tells whether the PID changed hands between the two.
-        if _start_time(pid) != start:
-            return None
-    except (OSError, ValueError, IndexError):
+    """``(start_time, pidns_inode)`` of ``pid`` or None when there is no such (live) process."""
+    ident = _inspect.identity(pid)
+    if ident is None:
         return None
-    return start, inode
+    return ident.start_time, ident.pidns_inode
 
 
 def _matches(record, ident):
