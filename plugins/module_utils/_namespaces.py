@@ -233,7 +233,7 @@ def _run_idmap_helper(helper, pid, lines, what, subid_file):
     argv = [path, str(pid)]
     for line in lines:
         argv.extend(str(x) for x in line)
-    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).decode('utf-8', 'replace').strip()
         raise KernelError(errno.EPERM, '%s failed: %s' % (' '.join(argv), detail),

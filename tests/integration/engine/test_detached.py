@@ -157,3 +157,22 @@ def test_rootless_service_as_test_user(run_as_test_user, user_dir, test_user, st
     assert uid_line.split()[1] == str(test_user.pw_uid)
     assert answer['namespaces']['user'] != host_link('user')
     assert answer['pidns_inode'] == _inspect.ns_inode(answer['pid'], 'pid')
+
+
+def test_builtin_init_restarts_through_the_same_spawn(tmp_path, started_pids):
+    log = str(tmp_path / 'svc.log')
+    status = str(tmp_path / 'svc.status')
+    started = start_detached(proc_spec(['sh', '-c', 'echo run $$; exit 1']), ns_spec(('pid', 'mount')),
+                             lifecycle('builtin', restart='always'), log, status)
+    started_pids.append(started.pid)
+    deadline = time.monotonic() + HANG_GUARD
+    while time.monotonic() < deadline:
+        with open(log) as handle:
+            runs = handle.read().splitlines()
+        if len(runs) >= 3:
+            break
+        time.sleep(0.01)
+    assert len(runs) >= 3 and all(line.startswith('run ') for line in runs), runs
+    # Every run is a fresh process under the same PID 1.
+    assert len(set(runs)) == len(runs)
+    assert _inspect.identity(started.pid) is not None
