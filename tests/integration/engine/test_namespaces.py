@@ -278,3 +278,37 @@ def test_user_namespace_eperm_fix_names_both_sysctls(monkeypatch):
     fix = _syscalls._namespace_fix(_syscalls.CLONE_NEWUSER | _syscalls.CLONE_NEWPID)(errno.EPERM)
     assert 'user.max_user_namespaces' in fix
     assert 'kernel.apparmor_restrict_unprivileged_userns' in fix
+
+
+@pytest.fixture
+def shared_mount(tmp_path):
+    """A host directory that is a shared mount point of its own (removed afterwards)."""
+    path = tmp_path / 'shared'
+    path.mkdir()
+    subprocess.run(['mount', '--bind', str(path), str(path)], check=True)
+    try:
+        subprocess.run(['mount', '--make-shared', str(path)], check=True)
+        yield path
+    finally:
+        subprocess.run(['umount', '--recursive', str(path)], check=True)
+
+
+def mount_points_of(pid):
+    with open('/proc/%d/mountinfo' % pid) as handle:
+        return [line.split()[4] for line in handle]
+
+
+@pytest.mark.parametrize('propagation, sees_host_mounts', [
+    ('private', False), ('slave', True), ('shared', True), ('unchanged', True)])
+def test_propagation_decides_whether_later_host_mounts_reach_the_service(
+        propagation, sees_host_mounts, shared_mount, tmp_path, started_pids):
+    started = start_detached(proc_spec(['sleep', '300']), ns_spec(('pid', 'mount'), propagation=propagation),
+                             lifecycle('none'), str(tmp_path / 'log'), None)
+    started_pids.append(started.pid)
+    later = shared_mount / 'later'
+    later.mkdir()
+    subprocess.run(['mount', '-t', 'tmpfs', 'lns-later', str(later)], check=True)
+    assert (str(later) in mount_points_of(started.pid)) is sees_host_mounts
+    # Whatever the propagation, the service's own /proc never shows up on the host.
+    host_procs = [m for m in mount_points_of(os.getpid()) if m == '/proc']
+    assert len(host_procs) == 1
