@@ -173,3 +173,17 @@ def test_unknown_pid_kernel_thread_and_permission_denied(root_target, run_as_tes
     answer = run_as_test_user('enter', target_pid=root_target.service_pid, process=proc_spec(['true']))
     assert answer.get('error') == 'TargetError', answer
     assert 'permission denied' in answer['msg']
+
+
+def test_rootless_owner_joins_the_sandbox_user_and_net_namespaces_by_path(rootless_target, run_as_test_user):
+    # The other way into a running sandbox: a new PID/mount namespace that shares its user and net.
+    pid = rootless_target['pid']
+    answer = run_as_test_user(
+        'run_oneshot', process=proc_spec(['sh', '-c', 'id -u; readlink /proc/self/ns/user /proc/self/ns/net; '
+                                                      'ps -eo comm --no-headers']),
+        namespaces=ns_spec(('pid', 'mount'), join={'user': '/proc/%d/ns/user' % pid, 'net': '/proc/%d/ns/net' % pid}),
+        lifecycle=lifecycle('none'))
+    assert answer.get('rc') == 0, answer
+    lines = answer['stdout'].splitlines()
+    assert lines[:3] == ['0', rootless_target['namespaces']['user'], rootless_target['namespaces']['net']]
+    assert sorted(lines[3:]) == ['ps', 'sh']  # its own PID namespace, not the sandbox's
