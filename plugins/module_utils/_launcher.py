@@ -452,6 +452,18 @@ def _stdin_bytes(stdin):
     return stdin.encode('utf-8')
 
 
+def _fork(fds):
+    """fork() in the caller; on failure close the launch's pipes and say what limit was hit."""
+    try:
+        return os.fork()
+    except OSError as exc:
+        for fd in fds:
+            if fd is not None:
+                os.close(fd)
+        raise KernelError(exc.errno, 'fork', 'a process limit was reached (ulimit -u, the pids cgroup '
+                          'or kernel.pid_max)')
+
+
 def run_oneshot(process, namespaces, lifecycle, timeout=None, stdin=None):
     """Run ``process`` to completion in new namespaces (always a new PID namespace) and return a
     ``RunResult``. ``timeout`` (seconds) SIGKILLs PID 1, which ends the whole namespace."""
@@ -467,7 +479,7 @@ def run_oneshot(process, namespaces, lifecycle, timeout=None, stdin=None):
     else:
         in_r, in_w = _pipe()
     parent_pid = os.getpid()
-    pid = os.fork()
+    pid = _fork((report_r, report_w, go_r, go_w, out_r, out_w, err_r, err_w, in_r, in_w))
     if pid == 0:
         _process.child_main(report_w, lambda: _launch_child(
             setup, process, lifecycle, False, report_w, go_r, (in_r, out_w, err_w), parent_pid,
@@ -531,7 +543,7 @@ def start_detached(process, namespaces, lifecycle, log_path, status_path):
     report_r, report_w = _pipe()
     go_r, go_w = _pipe()
     parent_pid = os.getpid()
-    pid = os.fork()
+    pid = _fork((report_r, report_w, go_r, go_w, log_fd, null_fd))
     if pid == 0:
         _process.child_main(report_w, lambda: _launch_child(
             setup, process, lifecycle, True, report_w, go_r, (null_fd, log_fd, log_fd), parent_pid,
@@ -682,7 +694,7 @@ def enter(target_pid, types, process, root=False, preserve_credentials=False, st
         else:
             in_r, in_w = _pipe()
         parent_pid = os.getpid()
-        pid = os.fork()
+        pid = _fork((report_r, report_w, out_r, out_w, err_r, err_w, in_r, in_w))
         if pid == 0:
             _process.child_main(report_w, lambda: _enter_child(
                 fds, root_fd, cwd_fd, process, preserve_credentials, report_w, (in_r, out_w, err_w),

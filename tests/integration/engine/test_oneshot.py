@@ -8,12 +8,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import os
 import uuid
 
 import pytest
 
-from ansible_collections.linuxns.isolation.plugins.module_utils._errors import StartError
+from ansible_collections.linuxns.isolation.plugins.module_utils._errors import KernelError, StartError
 from ansible_collections.linuxns.isolation.plugins.module_utils._launcher import run_oneshot
 
 from conftest import lifecycle, ns_spec, open_fd_count, pids_with_marker, proc_spec
@@ -134,3 +135,15 @@ def test_signals_ignored_by_python_are_default_again_in_the_command():
     result = run_oneshot(proc_spec(['sh', '-c', 'yes | head -n 1; grep SigIgn /proc/self/status']),
                          ns_spec(), lifecycle('builtin'))
     assert result.stdout.splitlines() == ['y', 'SigIgn:\t0000000000000000']
+
+
+def test_fork_refused_is_a_kernel_error_and_leaks_no_pipe(monkeypatch):
+    def refuse():
+        raise BlockingIOError(errno.EAGAIN, 'Resource temporarily unavailable')
+    before = open_fd_count()
+    monkeypatch.setattr(os, 'fork', refuse)
+    with pytest.raises(KernelError) as caught:
+        run_oneshot(proc_spec(['true']), ns_spec(), lifecycle('none'), stdin='x')
+    monkeypatch.undo()
+    assert 'ulimit -u' in str(caught.value)
+    assert open_fd_count() == before
