@@ -312,3 +312,24 @@ def test_propagation_decides_whether_later_host_mounts_reach_the_service(
     # Whatever the propagation, the service's own /proc never shows up on the host.
     host_procs = [m for m in mount_points_of(os.getpid()) if m == '/proc']
     assert len(host_procs) == 1
+
+
+@pytest.mark.parametrize('map_root, setgroups, expected', [
+    (True, None, 'deny'),       # like unshare --map-root-user
+    (False, 'allow', 'allow'),  # explicit ranges written by root may keep setgroups(2)
+    (False, 'deny', 'deny'),
+])
+def test_setgroups_file_follows_the_spec(map_root, setgroups, expected):
+    maps = {} if map_root else {'uid_map': [(0, 100000, 65536)], 'gid_map': [(0, 100000, 65536)]}
+    result = run_oneshot(proc_spec(['cat', '/proc/self/setgroups']),
+                         ns_spec(('user', 'pid'), map_root=map_root, setgroups=setgroups, **maps),
+                         lifecycle('none'))
+    assert result.stdout == expected + '\n', result
+
+
+def test_unprivileged_setgroups_allow_with_own_gid_only_is_refused(run_as_test_user):
+    answer = run_as_test_user('run_oneshot', process=proc_spec(['true']),
+                              namespaces=ns_spec(('user', 'pid'), map_root=True, setgroups='allow'),
+                              lifecycle=lifecycle('none'))
+    assert answer.get('error') == 'KernelError', answer
+    assert 'setgroups: deny' in answer['msg']
