@@ -8,9 +8,10 @@
 forwards signals to the service, applies the restart policy, writes a status
 file on every change and finally exits with the service's status.
 
-It stays light on purpose (it idles for the whole life of the service): only
-C-level stdlib modules are imported; ctypes is loaded only when a child
-subreaper has to be set up outside a PID namespace.
+It stays light on purpose (it idles for the whole life of the service): it
+imports only os, select, signal and time, writes its JSON by hand (no json/re),
+and loads ctypes (through _syscalls) only outside a PID namespace, where it
+must become a child subreaper.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -354,7 +355,7 @@ def run_init(spawn, lifecycle, status_path, forward_to=None):
     """
     try:
         _Init(spawn, lifecycle, status_path, forward_to).run()
-    except BaseException:  # noqa: B902 -- PID 1 must never unwind into the caller's code
+    except BaseException:  # PID 1 must never unwind into the caller's code
         try:
             os.write(2, b'linuxns init: internal error\n')
             import traceback

@@ -19,7 +19,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -99,7 +98,7 @@ def test_writer_killed_mid_write_leaves_old_record_intact(store):
             store.write(make_record(pid=8, spec={'argv': ['y' * 100000]}))
         finally:
             os._exit(3)
-    _, status = os.waitpid(child, 0)
+    status = os.waitpid(child, 0)[1]
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     assert store.read('web') == old
     assert store.names() == ['web']
