@@ -147,3 +147,14 @@ def test_fork_refused_is_a_kernel_error_and_leaks_no_pipe(monkeypatch):
     monkeypatch.undo()
     assert 'ulimit -u' in str(caught.value)
     assert open_fd_count() == before
+
+
+def test_timeout_kills_a_rootless_tree(run_as_test_user, user_dir):
+    marker = 'lns%s' % uuid.uuid4().hex[:10]
+    sleeper = os.path.join(user_dir, marker)
+    os.symlink('/bin/sleep', sleeper)
+    answer = run_as_test_user('run_oneshot', process=proc_spec(['sh', '-c', '{0} 300 & {0} 300'.format(sleeper)]),
+                              namespaces=ns_spec(('user', 'pid', 'mount'), map_root=True),
+                              lifecycle=lifecycle('builtin'), timeout=1)
+    assert (answer.get('timed_out'), answer.get('rc')) == (True, -9), answer
+    assert pids_with_marker(marker) == []
