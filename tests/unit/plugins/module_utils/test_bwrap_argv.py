@@ -410,3 +410,80 @@ def test_setuid_detection(tmp_path):
     assert not _bwrap.is_setuid(str(plain))
     os.chmod(str(plain), stat.S_ISUID | 0o755)
     assert _bwrap.is_setuid(str(plain))
+
+
+# --- the module's driver: canonical spec and refusals (bwrap faked) -------------------------
+
+@pytest.fixture
+def driver(monkeypatch):
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap_driver
+    monkeypatch.setattr(_bwrap, 'find_bwrap', lambda path=None: path or '/usr/bin/bwrap')
+    monkeypatch.setattr(_bwrap, 'bwrap_version', lambda path: (0, 8, 0))
+    return _bwrap_driver.BwrapDriver()
+
+
+def module_params(**params):
+    """What AnsibleModule hands the driver: every option present, unset ones None."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap_driver
+    full = dict((option.name, None) for option in _bwrap_driver.OPTIONS)
+    full.update(state='started', detach=True)
+    full.update(params)
+    return full
+
+
+def test_driver_hash_ignores_spelling_and_defaults(driver):
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _spec
+    first, launch = driver.build(module_params(name='a', command='sleep 60', unshare=['all'],
+                                               profile='minimal', new_session=True,
+                                               cap_drop=['net_raw', 'CAP_NET_RAW']))
+    second, dummy = driver.build(module_params(name='a', argv=['sleep', '60'], cap_drop=['CAP_NET_RAW']))
+    assert first == second == {'argv': ['sleep', '60'], 'cap_drop': ['CAP_NET_RAW']}
+    assert _spec.spec_hash(first) == _spec.spec_hash(second)
+    assert launch.argv[-3:] == ['--', 'sleep', '60']
+    assert '--json-status-fd' not in launch.argv and '--info-fd' in launch.argv
+
+
+def test_driver_canonical_mounts_drop_unset_suboptions(driver, tmp_path):
+    canonical, dummy = driver.build(module_params(name='a', argv=['x'], mounts=[
+        {'type': 'bind', 'src': str(tmp_path) + '/', 'dest': '/data/', 'optional': None, 'mode': None,
+         'size': None, 'content': None},
+        {'type': 'tmpfs', 'src': None, 'dest': '/t', 'optional': None, 'mode': 448, 'size': '1M',
+         'content': None}]))
+    assert canonical['mounts'] == [{'type': 'bind', 'src': str(tmp_path), 'dest': '/data'},
+                                   {'type': 'tmpfs', 'dest': '/t', 'mode': '0700', 'size': 1 << 20}]
+
+
+def test_driver_one_shot_asks_for_the_exit_code_and_dies_with_parent(driver):
+    dummy, launch = driver.build(module_params(detach=False, argv=['true']))
+    assert '--json-status-fd' in launch.argv and '--die-with-parent' in launch.argv
+
+
+@pytest.mark.parametrize('params, option', [
+    ({'restart': 'on-failure'}, 'restart'),
+    ({'die_with_parent': True}, 'die_with_parent'),
+    ({'disable_userns': True, 'unshare': ['pid']}, 'disable_userns'),
+])
+def test_driver_refusals(driver, params, option):
+    with pytest.raises(SpecError) as info:
+        driver.build(module_params(name='a', argv=['x'], **params))
+    assert info.value.option == option
+
+
+def test_driver_refuses_an_option_the_installed_bwrap_lacks(driver, monkeypatch):
+    monkeypatch.setattr(_bwrap, 'bwrap_version', lambda path: (0, 6, 1))
+    with pytest.raises(SpecError) as info:
+        driver.build(module_params(name='a', argv=['x'], mounts=[{'type': 'tmpfs', 'dest': '/t', 'size': 10}]))
+    assert '0.7.0' in str(info.value) and '0.6.1' in str(info.value)
+
+
+def test_argument_spec_matches_the_documentation():
+    import yaml
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap_driver
+    from ansible_collections.linuxns.isolation.plugins.modules import bwrap_sandbox
+    documented = yaml.safe_load(bwrap_sandbox.DOCUMENTATION)['options']
+    spec = _bwrap_driver.argument_spec()
+    for name in ('unshare', 'share_net', 'profile', 'mounts', 'hostname', 'uid', 'gid', 'unset_env',
+                 'new_session', 'die_with_parent', 'as_pid_1', 'cap_add', 'cap_drop', 'seccomp',
+                 'disable_userns', 'bwrap_path'):
+        assert documented[name]['type'] == spec[name]['type'], name
+    assert set(documented['mounts']['suboptions']) == set(spec['mounts']['options'])
