@@ -18,6 +18,10 @@ mkdir -p "$hostdir/upper" "$hostdir/work" "$root"
 mount -t overlay overlay \
     -o "lowerdir=$lower,upperdir=$hostdir/upper,workdir=$hostdir/work" "$root"
 mount --rbind /dev "$root/dev"
+# Own POSIX shared memory and terminals: the machine's /dev/shm and /dev/pts are not shared.
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/dev/shm"
+mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5 devpts "$root/dev/pts"
+mount --bind "$root/dev/pts/ptmx" "$root/dev/ptmx"
 mount -t proc proc "$root/proc"
 mount -t sysfs sysfs "$root/sys"
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$root/run"
