@@ -30,4 +30,5 @@ color=()
 if [[ -n "${CI:-}" ]]; then
     color=(--color no)
 fi
-exec "$bin/ansible-test" integration --local --allow-destructive "${color[@]}" -v "$@"
+# --continue-on-error: run every target and list all that failed; the exit status is still non-zero.
+exec "$bin/ansible-test" integration --local --allow-destructive --continue-on-error "${color[@]}" -v "$@"
