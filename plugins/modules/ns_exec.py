@@ -67,8 +67,9 @@ options:
     description:
       - Working directory of the command, an absolute path resolved inside the target's mount namespace (and root,
         with O(root)).
-      - When omitted, the command starts in the root of the entered mount namespace (or, with O(root), in the
-        target's working directory), as with C(nsenter).
+      - When omitted, the command starts in C(/) of the target's mount namespace when that namespace is entered
+        (joining it resets the working directory), in the target's own working directory with O(root), and in the
+        module's working directory otherwise.
     type: str
   env:
     description:
