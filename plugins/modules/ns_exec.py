@@ -139,7 +139,7 @@ seealso:
     description: The util-linux tool this module mirrors.
     link: https://man7.org/linux/man-pages/man1/nsenter.1.html
 author:
-  - linuxns.isolation contributors
+  - linuxns.isolation contributors (@linuxns)
 '''
 
 EXAMPLES = r'''

@@ -63,7 +63,7 @@ seealso:
     description: The util-linux tool whose columns RV(namespaces) mirrors.
     link: https://man7.org/linux/man-pages/man8/lsns.8.html
 author:
-  - linuxns.isolation contributors
+  - linuxns.isolation contributors (@linuxns)
 '''
 
 EXAMPLES = r'''
@@ -145,7 +145,9 @@ services:
       description: Whether the recorded process still runs (PID, start time and PID namespace match).
       type: bool
     state:
-      description: What the service's init last reported (for example C(running), C(exited)), or C(running)/C(dead) from RV(services[].alive) when it reported nothing.
+      description:
+        - What the service's init last reported (for example C(running), C(exited)).
+        - C(running) or C(dead), from RV(services[].alive), when it reported nothing.
       type: str
     pid:
       description: Host PID of the namespace's PID 1.

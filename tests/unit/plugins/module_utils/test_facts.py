@@ -102,7 +102,7 @@ def test_services_from_store_alive_dead_and_damaged(tmp_path):
     assert by_name['broken']['alive'] is False and 'not valid JSON' in by_name['broken']['error']
     assert len(warnings) == 1 and "service 'broken'" in warnings[0]
 
-    only, _ = _facts.service_facts(store, names=['alive', 'nosuch'])
+    only = _facts.service_facts(store, names=['alive', 'nosuch'])[0]
     assert [s['name'] for s in only] == ['alive']
 
 
@@ -115,9 +115,9 @@ def test_gather_without_store_lists_host_namespaces():
 
 
 def test_gather_pid_filter_gives_exactly_that_process_namespaces():
-    facts, _ = _facts.gather(None, pid=os.getpid())
+    facts = _facts.gather(None, pid=os.getpid())[0]
     assert set((e['type'], e['inode']) for e in facts['namespaces']) == own_members()
-    facts, _ = _facts.gather(None, pid=os.getpid(), types=['net', 'uts'])
+    facts = _facts.gather(None, pid=os.getpid(), types=['net', 'uts'])[0]
     assert set(e['type'] for e in facts['namespaces']) == {'net', 'uts'}
 
 
@@ -126,10 +126,10 @@ def test_gather_name_filter_narrows_both_lists(tmp_path):
     me = identity(os.getpid())
     store.write(record_for('mine', me.pid, me.start_time, me.pidns_inode))
     store.write(record_for('other', gone_pid(), me.start_time, me.pidns_inode))
-    facts, _ = _facts.gather(store, names=['mine'])
+    facts = _facts.gather(store, names=['mine'])[0]
     assert [s['name'] for s in facts['services']] == ['mine']
     assert set((e['type'], e['inode']) for e in facts['namespaces']) == own_members()
-    facts, _ = _facts.gather(store, names=['other'])
+    facts = _facts.gather(store, names=['other'])[0]
     assert [s['name'] for s in facts['services']] == ['other'] and facts['namespaces'] == []
 
 
