@@ -35,6 +35,8 @@ EXITED = 'exited'
 
 # Status of a service that could not even be forked, like a shell's "command not run".
 _SPAWN_FAILED_CODE = 127
+# A failed fork (EAGAIN...) is retried no faster than this, whatever restart_delay says.
+_SPAWN_RETRY_DELAY = 1.0
 # How long to wait between SIGKILL sweeps when processes keep appearing.
 _SWEEP_INTERVAL = 0.05
 
@@ -254,9 +256,10 @@ class _Init(object):
     def start_service(self):
         try:
             self.service_pid = self.spawn()
-        except Exception:
+        except Exception as exc:  # any failure to start is the service's failure, not init's
             self.service_pid = None
-            self.service_ended({'code': _SPAWN_FAILED_CODE, 'signal': None})
+            _say('cannot start the service: %s' % (exc,))
+            self.service_ended({'code': _SPAWN_FAILED_CODE, 'signal': None}, min_delay=_SPAWN_RETRY_DELAY)
             return
         self.state = STOPPING if self.stopping else RUNNING
         self.publish()
@@ -279,13 +282,13 @@ class _Init(object):
                     ended = {'code': os.WEXITSTATUS(status), 'signal': None}
                 self.service_ended(ended)
 
-    def service_ended(self, ended):
+    def service_ended(self, ended, min_delay=0.0):
         self.last_exit = ended
         failed = bool(ended['signal']) or ended['code'] != 0
         again = self.restart == 'always' or (self.restart == 'on-failure' and failed)
         if again and not self.stopping:
             self.state = RESTARTING
-            self.restart_at = time.monotonic() + self.restart_delay
+            self.restart_at = time.monotonic() + max(self.restart_delay, min_delay)
         else:
             self.state = EXITED
             self.restart_at = None
@@ -340,6 +343,14 @@ def _noop(signum, frame):
     pass
 
 
+def _say(text):
+    """A line on init's stderr (the service log when detached)."""
+    try:
+        os.write(2, ('linuxns init: %s\n' % text).encode('utf-8', 'replace'))
+    except OSError:
+        pass
+
+
 def run_init(spawn, lifecycle, status_path, forward_to=None):
     """Supervise the service started by ``spawn()`` as PID 1 (or a subreaper); never returns.
 
@@ -357,7 +368,7 @@ def run_init(spawn, lifecycle, status_path, forward_to=None):
         _Init(spawn, lifecycle, status_path, forward_to).run()
     except BaseException:  # PID 1 must never unwind into the caller's code
         try:
-            os.write(2, b'linuxns init: internal error\n')
+            _say('internal error')
             import traceback
             traceback.print_exc()
         finally:

@@ -51,13 +51,15 @@ def main():
         pid = os.fork()
         if pid == 0:
             try:
+                if lifecycle.get('forward_to') == 'group':
+                    os.setsid()
                 for signum in (signal.SIGPIPE, signal.SIGXFSZ):
                     signal.signal(signum, signal.SIG_DFL)
                 os.execv(argv[0], argv)
             finally:
                 os._exit(127)
         return pid
-    run_init(spawn, Lifecycle(lifecycle), status_path)
+    run_init(spawn, Lifecycle(lifecycle), status_path, forward_to=lifecycle.get('forward_to'))
 
 
 main()
@@ -420,6 +422,41 @@ def test_idle_init_is_light_and_keeps_no_stray_descriptors(start_init, tmp_path)
     print('idle init VmRSS: %d kB' % rss_kb)
     assert '_ctypes' not in maps
     assert rss_kb < 32 * 1024
+
+
+# The service and a child of it (same process group) both report SIGUSR1.
+GROUP_SERVICE = r'''
+import os, signal, sys, time
+log = sys.argv[1]
+
+def handler(signum, frame):
+    with open(log, 'a') as handle:
+        handle.write('%s got USR1\n' % role)
+
+signal.signal(signal.SIGUSR1, handler)
+role = 'child' if os.fork() == 0 else 'service'
+with open(log, 'a') as handle:
+    handle.write('%s ready\n' % role)
+while True:
+    time.sleep(3600)
+'''
+
+
+@pytest.mark.parametrize('forward_to, receivers', [
+    ('group', ['child', 'service']),
+    (None, ['service']),
+])
+def test_forward_to_group_reaches_the_whole_process_group(start_init, tmp_path, forward_to, receivers):
+    log = tmp_path / 'group.log'
+    run = start_init(GROUP_SERVICE, [log], forward_to=forward_to)
+    wait_for(lambda: len([line for line in read_lines(str(log)) if line.endswith(' ready')]) == 2,
+             'the service and its child')
+    run.kill(signal.SIGUSR1)
+    for role in receivers:
+        wait_for(lambda: '%s got USR1' % role in read_lines(str(log)), 'the %s to get SIGUSR1' % role)
+    # Give a wrongly signalled child the time to write before looking.
+    time.sleep(0.3)
+    assert sorted(line.split()[0] for line in read_lines(str(log)) if line.endswith('got USR1')) == receivers
 
 
 # -- restart policy and exit status ------------------------------------------------------
