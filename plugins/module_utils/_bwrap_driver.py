@@ -16,8 +16,13 @@ stop therefore sends ``stop_signal`` to the command itself (identity-checked
 through the sandbox's PID 1), waits ``stop_timeout`` for the sandbox to end,
 then SIGKILLs its PID 1, which takes the whole PID namespace down.
 
-There is no supervisor outside the sandbox, so ``restart`` other than ``no``
-is refused (see the module notes).
+With ``restart`` other than ``no``, the collection's builtin init (``_init``)
+runs inside the sandbox as its PID 1 (``--as-pid-1``, the interpreter that runs
+the module, seen through the sandbox's ``/usr``) and supervises the command
+there: restarts stay inside one sandbox, so the record keeps naming it, and a
+stop request reaches the init, which forwards it and stops restarting. The
+init's status file lives in the sandbox (a tmpfs at ``/run/linuxns-init``); the
+store's status path is a symlink to it through ``/proc/PID/root``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -26,9 +31,11 @@ __metaclass__ = type
 
 import collections
 import errno
+import json
 import os
 import select
 import signal
+import sys
 import time
 
 from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap
@@ -42,6 +49,47 @@ BwrapLaunch = collections.namedtuple('BwrapLaunch', 'spec process lifecycle bwra
 Started = collections.namedtuple('Started', 'pid service_pid start_time pidns_inode namespaces')
 
 _KILL_GRACE = 10.0
+# Where the in-sandbox init and its status live (a tmpfs of its own, mounted last).
+INIT_DIR = '/run/linuxns-init'
+INIT_SCRIPT = INIT_DIR + '/init.py'
+INIT_STATUS = INIT_DIR + '/status'
+# Seconds the in-sandbox init gets to fork the command before the start is declared hung.
+_SERVICE_GUARD = 30.0
+
+_INIT_MAIN = r'''
+
+def _linuxns_bwrap_main():
+    import json
+    import shutil
+    import sys
+    config = json.loads(sys.argv[1])
+    argv = sys.argv[2:]
+    if shutil.which(argv[0]) is None:
+        os.write(2, ("linuxns init: command '%s': not found (PATH=%s)\n"
+                     % (argv[0], os.environ.get('PATH', os.defpath))).encode('utf-8', 'replace'))
+        os._exit(127)
+
+    class Lifecycle(object):
+        restart = config['restart']
+        restart_delay = config['restart_delay']
+        stop_signal = config['stop_signal']
+
+    def spawn():
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.execvp(argv[0], argv)
+            except OSError as exc:
+                os.write(2, ("linuxns init: cannot run %s: %s\n" % (argv[0], exc.strerror)).encode())
+            os._exit(127)
+        return pid
+
+    run_init(spawn, Lifecycle, config['status_path'])
+
+
+if __name__ == '__main__':
+    _linuxns_bwrap_main()
+'''
 
 
 def _unshare(value):
@@ -152,6 +200,60 @@ def _wait_exit(pidfd, timeout):
             return False
 
 
+def _init_source():
+    """The source of the collection's init (also from inside AnsiballZ's zip), plus its main."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _init
+    loader = getattr(_init, '__loader__', None)
+    source = None
+    if loader is not None and hasattr(loader, 'get_source'):
+        source = loader.get_source(_init.__name__)
+    if source is None:
+        import inspect
+        source = inspect.getsource(_init)
+    return source + _INIT_MAIN
+
+
+def _visible(spec, path):
+    """True when host ``path`` is bound at the same place inside the sandbox."""
+    for mount in spec.profile_mounts + spec.mounts:
+        if mount.type in _bwrap.BIND_TYPES and mount.src == mount.dest:
+            if path == mount.src or path.startswith(mount.src.rstrip('/') + '/'):
+                return True
+    return False
+
+
+def _python_inside(spec, restart):
+    candidates = [os.path.realpath(sys.executable), '/usr/bin/python3']
+    for path in candidates:
+        if os.path.isfile(path) and os.access(path, os.X_OK) and _visible(spec, path):
+            return path
+    raise SpecError('restart', restart,
+                    'needs a Python interpreter inside the sandbox (the collection\'s init restarts the '
+                    'command there), but neither %s is bound into it' % ' nor '.join(candidates),
+                    'use profile: minimal (it binds /usr), or ro_bind /usr and the library directories, '
+                    'or restart: no')
+
+
+def _with_init(params, spec, process, lifecycle):
+    """The spec whose command is the collection's init supervising the user's command."""
+    if not spec.unshares('pid'):
+        raise SpecError('restart', lifecycle.restart, 'needs a new pid namespace (its init is the sandbox\'s PID 1)',
+                        'add pid to unshare, or use restart: no')
+    if spec.as_pid_1:
+        raise SpecError('as_pid_1', True, 'cannot be combined with restart: the collection\'s init is PID 1 '
+                        'and restarts the command below it', 'remove as_pid_1 or use restart: no')
+    config = {'restart': lifecycle.restart, 'restart_delay': lifecycle.restart_delay,
+              'stop_signal': lifecycle.stop_signal, 'status_path': INIT_STATUS}
+    argv = [_python_inside(spec, lifecycle.restart), '-I', INIT_SCRIPT,
+            json.dumps(config, sort_keys=True)] + list(process.argv)
+    mounts = list(params.get('mounts') or []) + [
+        {'type': 'tmpfs', 'dest': INIT_DIR},
+        {'type': 'file', 'dest': INIT_SCRIPT, 'content': _init_source()},
+    ]
+    wrapped = dict(params, command=None, argv=argv, as_pid_1=True, mounts=mounts)
+    return _bwrap.bwrap_spec(wrapped)
+
+
 class BwrapDriver(Driver):
     """linuxns.isolation.bwrap_sandbox: the sandbox is built and run by the installed bwrap."""
 
@@ -163,21 +265,17 @@ class BwrapDriver(Driver):
 
     def build(self, params):
         lifecycle = _spec.lifecycle_spec(params)
-        if lifecycle.restart != 'no' and params.get('detach', True) is not False:
-            raise SpecError('restart', params.get('restart'),
-                            'is not available for bwrap_sandbox: bubblewrap has no restart policy and '
-                            'the service record must point at the sandbox itself',
-                            'use restart: no (re-run the task to start it again), or '
-                            'linuxns.isolation.pid_namespace, whose init restarts services')
         process = _spec.process_spec(params)
         spec = _bwrap.bwrap_spec(params)
-        if spec.die_with_parent and params.get('detach', True) is not False:
+        detach = params.get('detach', True) is not False
+        if spec.die_with_parent and detach:
             raise SpecError('die_with_parent', True,
                             'would kill the service as soon as the module returns (detach: true)',
                             'remove die_with_parent or set it to false')
+        if detach and lifecycle.restart != 'no':
+            spec = _with_init(params, spec, process, lifecycle)
         path = _bwrap.find_bwrap(spec.bwrap_path)
         version = _bwrap.bwrap_version(path)
-        detach = params.get('detach', True) is not False
         argv = _bwrap.build_argv(spec, version, _bwrap.INFO_FD,
                                  None if detach else _bwrap.STATUS_FD, bwrap_path=path)
         canonical = _spec.canonical(params, self.options)
@@ -190,11 +288,32 @@ class BwrapDriver(Driver):
         ident = _inspect.identity(started.child_pid)
         if ident is None:
             _bwrap._reap_after_failure(started.bwrap_pid, None)
-            raise StartError('the sandbox (host PID %d) ended right after it started; see %s'
-                             % (started.child_pid, log_path))
-        return Started(pid=started.child_pid, service_pid=started.service_pid,
+            raise StartError(_bwrap.bwrap_failure(_bwrap._tail(log_path, 0),
+                                                  'the sandbox (host PID %d) ended right after it started'
+                                                  % started.child_pid))
+        service_pid = started.service_pid
+        if launch.lifecycle.restart != 'no':
+            os.symlink('/proc/%d/root%s' % (started.child_pid, INIT_STATUS), status_path)
+            service_pid = self._first_service(started, log_path)
+        return Started(pid=started.child_pid, service_pid=service_pid,
                        start_time=ident.start_time, pidns_inode=ident.pidns_inode,
                        namespaces=started.namespaces)
+
+    @staticmethod
+    def _first_service(started, log_path):
+        """Host PID of the command the in-sandbox init forked (the init's first child)."""
+        deadline = time.monotonic() + _SERVICE_GUARD
+        while time.monotonic() < deadline:
+            if _inspect.identity(started.child_pid) is None:
+                break
+            children = _bwrap._children(started.child_pid)
+            if children:
+                return children[0]
+            time.sleep(0.01)
+        pidfd = _bwrap._open_child_pidfd(started.child_pid, started.bwrap_pid)
+        _bwrap._reap_after_failure(started.bwrap_pid, pidfd)
+        raise StartError(_bwrap.bwrap_failure(_bwrap._tail(log_path, 0),
+                                              'the sandbox\'s init did not start the command'))
 
     def run_oneshot(self, launch, timeout, stdin=None):
         result = _bwrap.run_oneshot(launch.spec, launch.version, timeout=timeout, stdin=stdin,
@@ -244,7 +363,10 @@ class BwrapDriver(Driver):
             if not store.is_live(record):
                 return 'gone'
             target = record.service_pid
-            if target and target != record.pid and stop_signal != signal.SIGKILL:
+            supervised = isinstance(record.spec, dict) and record.spec.get('restart', 'no') != 'no'
+            # The in-sandbox init takes the stop request itself (and stops restarting);
+            # bwrap's own reaper ignores it, so the command gets it directly.
+            if target and target != record.pid and stop_signal != signal.SIGKILL and not supervised:
                 self._signal_child(record.pid, target, stop_signal)
             else:
                 store.signal(record, stop_signal)

@@ -184,7 +184,12 @@ options:
     type: path
   restart:
     description:
-      - Only V(no) is available for a detached sandbox; see the notes.
+      - Restart policy of a detached sandbox. V(no) runs the command directly under bwrap. V(on-failure) and
+        V(always) run the collection's init as the sandbox's PID 1 (C(--as-pid-1)), which restarts the command
+        inside the same sandbox (same PID 1, same namespaces); see the notes.
+      - Needs a new pid namespace, and the Python that runs the module visible inside the sandbox (as with
+        O(profile=minimal), which binds C(/usr)). Not with O(as_pid_1=true).
+      - Default V(no).
     type: str
     choices: ['no', on-failure, always]
   user:
@@ -198,17 +203,20 @@ options:
     type: str
 notes:
   - "Which process the record points at: C(pid) is the host PID of the sandbox's PID 1 (bwrap's reaper inside the
-    sandbox, or the command with O(as_pid_1=true)), taken from C(--info-fd). Liveness is that PID, its start time and
+    sandbox, the command with O(as_pid_1=true), or the collection's init with O(restart)), taken from C(--info-fd). Liveness is that PID, its start time and
     its PID namespace, so a recycled PID is never mistaken for the sandbox, and M(linuxns.isolation.ns_exec) with
     C(name) enters exactly this sandbox. C(service_pid) is the host PID of the command."
   - "How a sandbox stops: bubblewrap forwards no signal (SIGTERM to bwrap kills bwrap alone and leaves the sandbox
     running; its reaper ignores signals from outside). So O(stop_signal) is sent to the command itself, checked to
-    still be the child of the recorded PID 1; after O(stop_timeout) seconds the sandbox's PID 1 gets SIGKILL, which
-    ends every process of its PID namespace."
-  - "No restart policy for detached sandboxes: bwrap has none, and a host-side supervisor that restarts bwrap would
-    give every restart a new sandbox (new PID 1, new namespaces), so the record could no longer name the running
-    sandbox. Use O(restart=no) and re-run the task (a dead sandbox is started again), or
-    M(linuxns.isolation.pid_namespace), whose init restarts services inside one namespace."
+    still be the child of the recorded PID 1 (with O(restart), to the collection's init, which forwards it); after
+    O(stop_timeout) seconds the sandbox's PID 1 gets SIGKILL, which ends every process of its PID namespace."
+  - "Restarts: bubblewrap has no restart policy, and a supervisor outside that restarted bwrap would give each
+    restart a new sandbox (new PID 1, new namespaces) that the record could not name. So with O(restart) other than
+    V(no), the collection's init (the same one M(linuxns.isolation.pid_namespace) uses) is the sandbox's PID 1: it
+    restarts the command there, forwards signals to it, and takes the stop request itself (no restart after it).
+    Its status file lives in a tmpfs at C(/run/linuxns-init) inside the sandbox and is read through
+    C(/proc/PID/root), which is where RV(restarts) comes from. The command must exist in the sandbox, or the
+    start fails."
   - "The service's stdout and stderr, and bwrap's own messages, go to O(log_path). bwrap runs detached in its own
     session with stdin C(/dev/null); no descriptor beyond 0-2 reaches the sandbox."
   - "Rootless use: as an unprivileged user (or with O(user)), bwrap creates a user namespace. When the kernel
@@ -286,6 +294,15 @@ EXAMPLES = r'''
     argv: [/app/bin/webhook, --port, '9000']
     stop_timeout: 20
 
+- name: A worker restarted inside its sandbox whenever it fails
+  linuxns.isolation.bwrap_sandbox:
+    name: queue-worker
+    restart: on-failure
+    restart_delay: 5
+    mounts:
+      - {type: bind, src: /var/spool/jobs, dest: /jobs}
+    argv: [/usr/bin/python3, -m, worker, --queue, /jobs]
+
 - name: Stop it and forget it
   linuxns.isolation.bwrap_sandbox:
     name: webhook
@@ -334,7 +351,7 @@ log_path:
   type: str
   sample: /run/linuxns/webhook.log
 restarts:
-  description: Always 0 for bwrap_sandbox (no restart policy; see the notes).
+  description: How often the init inside the sandbox restarted the command (0 without O(restart)).
   returned: always
   type: int
   sample: 0

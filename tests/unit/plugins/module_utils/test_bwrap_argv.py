@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
 import stat
 
@@ -459,7 +460,9 @@ def test_driver_one_shot_asks_for_the_exit_code_and_dies_with_parent(driver):
 
 
 @pytest.mark.parametrize('params, option', [
-    ({'restart': 'on-failure'}, 'restart'),
+    ({'restart': 'on-failure', 'unshare': ['user', 'net']}, 'restart'),
+    ({'restart': 'always', 'as_pid_1': True}, 'as_pid_1'),
+    ({'restart': 'always', 'profile': 'none'}, 'restart'),
     ({'die_with_parent': True}, 'die_with_parent'),
     ({'disable_userns': True, 'unshare': ['pid']}, 'disable_userns'),
 ])
@@ -487,3 +490,23 @@ def test_argument_spec_matches_the_documentation():
                  'disable_userns', 'bwrap_path'):
         assert documented[name]['type'] == spec[name]['type'], name
     assert set(documented['mounts']['suboptions']) == set(spec['mounts']['options'])
+
+
+def test_driver_restart_runs_the_collection_init_as_pid_1_inside(driver):
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap_driver
+    canonical, launch = driver.build(module_params(name='a', argv=['my-daemon', '-f'], restart='on-failure',
+                                                   restart_delay=0.5))
+    assert canonical == {'argv': ['my-daemon', '-f'], 'restart': 'on-failure', 'restart_delay': 0.5}
+    argv = launch.argv
+    assert '--as-pid-1' in argv
+    command = argv[argv.index('--') + 1:]
+    assert command[1:3] == ['-I', _bwrap_driver.INIT_SCRIPT]
+    assert command[-2:] == ['my-daemon', '-f']
+    config = json.loads(command[3])
+    assert config['restart'] == 'on-failure' and config['status_path'] == _bwrap_driver.INIT_STATUS
+    # The init's tmpfs and script are mounted after everything else, so nothing hides them.
+    assert argv[argv.index('--') - 5:argv.index('--')] == [
+        '--tmpfs', _bwrap_driver.INIT_DIR, '--file', '5', _bwrap_driver.INIT_SCRIPT]
+    source = [m for m in launch.spec.mounts if m.type == 'file'][0].content
+    assert 'def run_init(' in source and source.rstrip().endswith('_linuxns_bwrap_main()')
+    compile(source, 'init.py', 'exec')
