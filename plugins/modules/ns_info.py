@@ -114,7 +114,9 @@ namespaces:
       type: int
       sample: 4026532301
     owner:
-      description: Inode of the user namespace that owns this namespace (C(lsns -o ONS)).
+      description:
+        - Inode of the user namespace that owns this namespace (C(lsns -o ONS)); for a user namespace, its parent.
+        - Null for the initial user namespace, which has no owner.
       type: int
       sample: 4026531837
     nprocs:

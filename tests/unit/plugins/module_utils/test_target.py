@@ -240,3 +240,10 @@ def test_permission_message_says_why():
     assert 'CAP_SYS_ADMIN' in text and 'user namespace' in text
     assert 'uid %d' % os.geteuid() in text and 'become: true' in text
     assert _target.is_permission_error(OSError(1, 'x')) and not _target.is_permission_error(OSError(2, 'x'))
+
+
+def test_permission_message_for_own_process_names_the_nested_user_namespace(monkeypatch):
+    monkeypatch.setattr(_target.os, 'geteuid', lambda: 1001)
+    monkeypatch.setattr(_target, '_owner_uid', lambda pid: 1001)
+    text = str(_target.permission_error(_target.Target(4242, 'pid', None, {})))
+    assert 'runs as your uid 1001' in text and 'nests a second user namespace' in text
