@@ -835,9 +835,9 @@ def lifecycle_spec(params):
     if init == 'tini' and shutil.which('tini') is None:
         raise SpecError('init', init, 'needs tini, which is not on PATH',
                         'install tini (the sandbox_host role can) or use init: builtin')
-    if init == 'none' and restart != 'no':
-        raise SpecError('restart', restart, 'needs an init to restart the service, but init is none',
-                        'use init: builtin, or restart: no')
+    if init in ('none', 'tini') and restart != 'no':
+        raise SpecError('restart', restart, 'needs the builtin init to restart the service, but init is %s'
+                        % init, 'use init: builtin, or restart: no')
     return LifecycleSpec(
         restart=restart,
         restart_delay=_effective(params, 'restart_delay'),
