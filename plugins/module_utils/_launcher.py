@@ -15,6 +15,10 @@ second pipe), ``pid1`` (host PID of G), ``service`` (the builtin init exec'd
 the service), ``status`` (G's wait status, one-shot only) and ``error``.
 An exec failure therefore reaches P as a message, never as a bare exit 127.
 
+A detached service's builtin init does not stay a fork of P: G execs a fresh
+interpreter that receives the few engine files it needs (``_init_exec``), so
+the idle init does not keep P's heap for the life of the service.
+
 Return codes follow ``subprocess``: a PID 1 killed by signal N gives ``rc == -N``
 (a timeout gives ``-9``). With ``init: builtin`` the init itself reports a
 service killed by signal N as ``128 + N``, like a shell.
@@ -35,6 +39,7 @@ import time
 from ansible_collections.linuxns.isolation.plugins.module_utils import _errors
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import (
     KernelError, LinuxnsError, StartError, TargetError)
+from ansible_collections.linuxns.isolation.plugins.module_utils import _init_exec
 from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
 from ansible_collections.linuxns.isolation.plugins.module_utils import _process
 from ansible_collections.linuxns.isolation.plugins.module_utils import _syscalls
@@ -330,7 +335,7 @@ def _wait_status(pid):
 
 
 def _launch_child(setup, process, lifecycle, detached, report_w, go_r, stdio, parent_pid,
-                  status_path, tini_path):
+                  status_path, tini_path, init_payload=None):
     """C: enter the namespaces, fork PID 1, then report its status (one-shot) or leave (detached)."""
     if detached:
         os.setsid()
@@ -350,7 +355,8 @@ def _launch_child(setup, process, lifecycle, detached, report_w, go_r, stdio, pa
     if pid == 0:
         os.close(alive_w)
         _process.child_main(report_w, lambda: _pid1(
-            setup, process, lifecycle, report_w, None if detached else alive_r, status_path, tini_path))
+            setup, process, lifecycle, report_w, None if detached else alive_r, status_path, tini_path,
+            init_payload))
     os.close(alive_r)
     _process.report(report_w, {'t': 'pid1', 'pid': pid})
     if detached:
@@ -360,8 +366,9 @@ def _launch_child(setup, process, lifecycle, detached, report_w, go_r, stdio, pa
     _process.report(report_w, {'t': 'status', 'wait': status})
 
 
-def _pid1(setup, process, lifecycle, report_w, alive_r, status_path, tini_path):
-    """G: PID 1 of the new PID namespace."""
+def _pid1(setup, process, lifecycle, report_w, alive_r, status_path, tini_path, init_payload):
+    """G: PID 1 of the new PID namespace. A detached builtin init gets ``init_payload`` and runs in
+    a fresh interpreter (``_init_exec``); a one-shot's stays in this fork, which dies with the run."""
     if alive_r is not None:
         _die_with_pipe(alive_r)
     setup.in_pid1()
@@ -375,57 +382,10 @@ def _pid1(setup, process, lifecycle, report_w, alive_r, status_path, tini_path):
                 process.argv[0], OSError(errno.ENOENT, 'not found'), env))
         _process.apply_and_exec(process, argv=[tini_path, '-s', '--'] + list(process.argv),
                                 report_fd=report_w)
+    elif init_payload is not None:
+        _init_exec.start(process, lifecycle, report_w, status_path, init_payload)
     else:
-        _run_builtin_init(process, lifecycle, report_w, status_path)
-
-
-def _read_all(fd):
-    chunks = []
-    while True:
-        try:
-            data = os.read(fd, 4096)
-        except InterruptedError:
-            continue
-        if not data:
-            return b''.join(chunks)
-        chunks.append(data)
-
-
-def _run_builtin_init(process, lifecycle, report_w, status_path):
-    from ansible_collections.linuxns.isolation.plugins.module_utils._init import run_init
-    _process.close_fds(keep=(report_w,))
-    try:
-        _syscalls.set_name('linuxns-init')
-    except KernelError:
-        pass
-    state = {'report_w': report_w}
-
-    def spawn():
-        exec_r, exec_w = _pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(exec_r)
-            _process.child_main(exec_w, lambda: _process.apply_and_exec(process, report_fd=exec_w))
-        os.close(exec_w)
-        failure = _read_all(exec_r)
-        os.close(exec_r)
-        first_report = state.pop('report_w', None)
-        if first_report is not None:
-            if failure:
-                os.write(first_report, failure)
-            else:
-                _process.report(first_report, {'t': 'service', 'nspid': pid})
-            os.close(first_report)
-        elif failure:
-            for line in failure.splitlines():
-                try:
-                    text = json.loads(line.decode('utf-8')).get('msg') or line
-                except ValueError:
-                    text = line
-                os.write(2, ('linuxns init: %s\n' % (text,)).encode('utf-8', 'replace'))
-        return pid
-
-    run_init(spawn, lifecycle, status_path)
+        _init_exec.run_builtin(process, lifecycle, report_w, status_path)
 
 
 # -- parent side --------------------------------------------------------------
@@ -528,12 +488,25 @@ def _find_service(pid1, nspid, tini):
     return None
 
 
+def _builtin_init_payload(process, lifecycle, status_path):
+    """What PID 1 needs to run the builtin init in a fresh interpreter, read here while the
+    caller's files (an AnsiballZ zip) still exist; else the text of why not (it then runs in the
+    fork and says so in the log)."""
+    try:
+        return _init_exec.build_payload(process, lifecycle, status_path)
+    except Exception as exc:  # any failure only costs memory: the init falls back to the fork
+        return '%s: %s' % (type(exc).__name__, exc)
+
+
 def start_detached(process, namespaces, lifecycle, log_path, status_path):
     """Start ``process`` as a background service in new namespaces; returns ``Started`` once
     the namespaces exist and the service was exec'd. ``pid`` is the host PID of the new PID
     namespace's PID 1, ``service_pid`` that of the user's process."""
     setup = _setup_for(namespaces)
     tini_path = _tini_path(lifecycle)
+    init_payload = None
+    if (_field(lifecycle, 'init', 'builtin') or 'builtin') == 'builtin':
+        init_payload = _builtin_init_payload(process, lifecycle, status_path)
     try:
         log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
@@ -547,7 +520,7 @@ def start_detached(process, namespaces, lifecycle, log_path, status_path):
     if pid == 0:
         _process.child_main(report_w, lambda: _launch_child(
             setup, process, lifecycle, True, report_w, go_r, (null_fd, log_fd, log_fd), parent_pid,
-            status_path, tini_path))
+            status_path, tini_path, init_payload))
     for fd in (report_w, go_r, log_fd, null_fd):
         os.close(fd)
     session = _Session(pid, setup=setup, go_w=go_w)
@@ -559,11 +532,14 @@ def start_detached(process, namespaces, lifecycle, log_path, status_path):
         if session.pid1 is None:
             raise StartError('the namespace setup process exited (status %s) before starting PID 1: %s'
                              % (session.child_status, _log_tail(log_path)))
+        init = _field(lifecycle, 'init', 'builtin') or 'builtin'
+        if init == 'builtin' and session.service_nspid is None:
+            raise StartError('the builtin init exited before it started the service; log %s ends with:\n%s'
+                             % (log_path, _log_tail(log_path)))
         ident = _inspect.identity(session.pid1)
         if ident is None:
             raise StartError('the service exited right after it started; log %s ends with:\n%s'
                              % (log_path, _log_tail(log_path)))
-        init = _field(lifecycle, 'init', 'builtin') or 'builtin'
         service_pid = _find_service(session.pid1, session.service_nspid if init == 'builtin' else None,
                                     init == 'tini')
         return Started(session.pid1, service_pid, ident.start_time, ident.pidns_inode,

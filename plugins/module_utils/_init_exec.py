@@ -1,0 +1,310 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) linuxns.isolation contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The builtin init of a detached launch, run in a freshly exec'd interpreter.
+
+The launcher forks PID 1 from its caller: an Ansible module with tens of MB
+of heap. An init that supervised from that fork would keep the whole heap for
+the life of the service, so PID 1 execs ``python -I -S`` instead and runs
+only what supervision needs (``_init``; the service's fork loads ``_process``).
+
+The interpreter cannot import the collection from disk: inside an Ansible
+module it lives in the AnsiballZ zip, deleted when the module exits. So the
+launcher hands over, in a memfd, a marshal'd payload holding the source of
+the engine files the init may need and its config. A meta path finder serves
+those sources under their real dotted names, loading each only when imported.
+
+If the exec fails, the init runs in the forked process as before and says so
+in the service's log.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import sys
+
+ENGINE = 'ansible_collections.linuxns.isolation.plugins.module_utils'
+# The engine files the exec'd init may import (_syscalls only outside a PID namespace).
+SHIPPED = ('_errors', '_syscalls', '_process', '_init', '_init_exec')
+PROCESS_FIELDS = ('argv', 'env', 'clear_env', 'chdir', 'user', 'group', 'umask', 'rlimits')
+LIFECYCLE_FIELDS = ('restart', 'restart_delay', 'stop_signal')
+INIT_NAME = 'linuxns-init'
+
+# Run by ``python -I -S -c`` in PID 1: sys.argv[1] is the payload's fd, sys.argv[2] the launcher's
+# report fd. Imports nothing beyond marshal: the payload carries the rest.
+_READ_PAYLOAD = ("import marshal,os,sys\n"
+                 "with os.fdopen(int(sys.argv[1]),'rb') as f: p=marshal.load(f)\n"
+                 "exec(p['bootstrap'],{'__name__':'__linuxns_bootstrap__','payload':p})\n")
+
+# The payload's 'bootstrap': install the finder, then hand over to main() below.
+_BOOTSTRAP = r'''
+import os
+import sys
+
+# The class of every ModuleSpec, without importing importlib.machinery.
+ModuleSpec = type(sys.__spec__)
+
+
+class ShippedSources(object):
+    """Meta path finder and loader for the engine files carried by the payload."""
+
+    def __init__(self, sources):
+        self.sources = sources
+        self.packages = set()
+        for name in sources:
+            parts = name.split('.')
+            for end in range(1, len(parts)):
+                self.packages.add('.'.join(parts[:end]))
+
+    def find_spec(self, name, path=None, target=None):
+        if name in self.sources:
+            return ModuleSpec(name, self, origin=self.sources[name][1])
+        if name in self.packages:
+            return ModuleSpec(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        entry = self.sources.get(module.__name__)
+        if entry is not None:
+            module.__file__ = entry[1]
+            exec(compile(entry[0], entry[1], 'exec'), module.__dict__)
+
+    def get_source(self, name):
+        entry = self.sources.get(name)
+        return entry[0] if entry is not None else None
+
+
+def bootstrap():
+    report_fd = int(sys.argv[2])
+    try:
+        sys.meta_path.insert(0, ShippedSources(payload['sources']))
+        module = __import__(payload['main'], fromlist=['main'])
+        config = payload['config']
+        del payload['sources'], payload['bootstrap']
+        module.main(config, report_fd)  # supervises; returns only by raising before the service ran
+    except BaseException as exc:
+        text = ('linuxns init: the exec\'d init failed before starting the service: %s: %s'
+                % (type(exc).__name__, exc))
+        import json
+        message = json.dumps({'t': 'error', 'kind': 'StartError', 'msg': text}) + '\n'
+        for fd, data in ((2, text + '\n'), (report_fd, message)):
+            try:
+                os.write(fd, data.encode('utf-8', 'replace'))
+            except OSError:
+                pass
+        os._exit(126)
+
+
+bootstrap()
+'''
+
+
+# -- launcher side (in the caller, then in PID 1 before exec) ---------------------------------------
+def _plain(value):
+    """``value`` as marshal-safe builtins (int subclasses such as signals become int)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, (tuple, list)):
+        return tuple(_plain(item) for item in value)
+    if isinstance(value, dict):
+        return dict((_plain(key), _plain(item)) for key, item in value.items())
+    raise ValueError('cannot hand %r to the exec\'d init' % (value,))
+
+
+def _fields(obj, names):
+    out = {}
+    for name in names:
+        value = obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+        out[name] = _plain(value)
+    return out
+
+
+def module_source(short_name):
+    """Source text of one engine file; works from a zip (AnsiballZ) as from a directory."""
+    full_name = '%s.%s' % (ENGINE, short_name)
+    module = sys.modules.get(full_name)
+    if module is None:
+        module = __import__(full_name, fromlist=['__name__'])
+    loader = getattr(module, '__loader__', None)
+    source = None
+    if loader is not None and hasattr(loader, 'get_source'):
+        source = loader.get_source(full_name)
+    if source is None:
+        import inspect
+        source = inspect.getsource(module)
+    return full_name, source, getattr(module, '__file__', None) or '<%s>' % full_name
+
+
+def build_payload(process, lifecycle, status_path):
+    """The bytes PID 1 hands to the fresh interpreter; raises when they cannot be built."""
+    import marshal
+    sources = {}
+    for short_name in SHIPPED:
+        full_name, source, filename = module_source(short_name)
+        sources[full_name] = (source, filename)
+    config = {'process': _fields(process, PROCESS_FIELDS),
+              'lifecycle': _fields(lifecycle, LIFECYCLE_FIELDS),
+              'status_path': _plain(status_path)}
+    return marshal.dumps({'bootstrap': _BOOTSTRAP, 'sources': sources, 'config': config,
+                          'main': '%s._init_exec' % ENGINE})
+
+
+def exec_init(payload, report_w):
+    """Replace this process (PID 1) by a fresh interpreter running the init; returns only when the
+    exec failed, with the reason, and ``report_w`` back to close-on-exec."""
+    executable = sys.executable
+    if not executable:
+        return 'the interpreter running the module is unknown (sys.executable is empty)'
+    try:
+        payload_fd = os.memfd_create('linuxns-init-payload', 0)
+    except (AttributeError, OSError) as exc:
+        return 'memfd_create: %s' % (exc,)
+    try:
+        data = memoryview(payload)
+        while data:
+            data = data[os.write(payload_fd, data):]
+        os.lseek(payload_fd, 0, os.SEEK_SET)
+        os.set_inheritable(report_w, True)
+        os.execve(executable, [executable, '-I', '-S', '-c', _READ_PAYLOAD, str(payload_fd),
+                               str(report_w), INIT_NAME], dict(os.environ))
+    except (OSError, ValueError) as exc:
+        return 'exec %s: %s' % (executable, getattr(exc, 'strerror', None) or exc)
+    finally:
+        # Reached only when the exec failed.
+        os.close(payload_fd)
+        os.set_inheritable(report_w, False)
+
+
+def start(process, lifecycle, report_w, status_path, payload):
+    """In PID 1: run the init in a fresh interpreter from ``payload`` (bytes, or the text of why it
+    could not be built), else here. Never returns."""
+    if isinstance(payload, bytes):
+        reason = exec_init(payload, report_w)
+    else:
+        reason = payload
+    _say('cannot run the init in a fresh interpreter (%s); it runs in a fork of the launching '
+         'process instead, which keeps that process\'s memory' % (reason,))
+    run_builtin(process, lifecycle, report_w, status_path)
+
+
+# -- init side (the exec'd interpreter, or the fallback) ---------------------------------------------
+class _Fields(object):
+    """Attribute access to a config dict (what ``_process`` and ``_init`` read)."""
+
+    def __init__(self, values):
+        self.__dict__.update(values)
+
+
+def main(config, report_w):
+    """Entry point of the exec'd init (called by the bootstrap)."""
+    run_builtin(_Fields(config['process']), _Fields(config['lifecycle']), report_w,
+                config['status_path'])
+
+
+def _say(text):
+    try:
+        os.write(2, ('linuxns init: %s\n' % (text,)).encode('utf-8', 'replace'))
+    except OSError:
+        pass
+
+
+def _set_name(name):
+    """The name ps shows (comm): through /proc, which spares PID 1 ctypes; through prctl when this
+    /proc belongs to a PID namespace that cannot see us (a joined mount namespace's)."""
+    try:
+        with open('/proc/self/comm', 'w') as handle:
+            handle.write(name)
+        return
+    except (IOError, OSError):
+        pass
+    try:
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _syscalls
+        _syscalls.set_name(name)
+    except (ImportError, OSError):
+        pass
+
+
+def _close_fds(keep):
+    os.closerange(3, keep)
+    os.closerange(keep + 1, 1 << 20)
+
+
+def _read_all(fd):
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except InterruptedError:
+            continue
+        if not data:
+            return b''.join(chunks)
+        chunks.append(data)
+
+
+def _exec_service(process, exec_w):
+    """In the service's fork: set it up and exec it; failures go to ``exec_w`` as JSON."""
+    import signal
+    # Off init's wakeup pipe at once: a signal meant for the service must not read as init's own.
+    signal.set_wakeup_fd(-1)
+    try:
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _process
+    except BaseException as exc:  # noqa: B902 -- a fork of PID 1 must never unwind into it
+        try:
+            _say('cannot load the process setup: %s: %s' % (type(exc).__name__, exc))
+        finally:
+            os._exit(127)
+    _process.child_main(exec_w, lambda: _process.apply_and_exec(process, report_fd=exec_w))
+
+
+def _log_failure(failure):
+    import json
+    for line in failure.splitlines():
+        try:
+            text = json.loads(line.decode('utf-8')).get('msg') or line
+        except ValueError:
+            text = line
+        _say(text)
+
+
+def run_builtin(process, lifecycle, report_w, status_path):
+    """Supervise ``process`` with the builtin init; the first spawn answers the launcher on
+    ``report_w`` (service exec'd, or why not). Never returns."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils._init import run_init
+    _close_fds(report_w)
+    _set_name(INIT_NAME)
+    state = {'report_w': report_w}
+
+    def spawn():
+        exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            os.close(exec_r)
+            try:
+                _exec_service(process, exec_w)
+            finally:
+                os._exit(127)
+        os.close(exec_w)
+        failure = _read_all(exec_r)
+        os.close(exec_r)
+        first_report = state.pop('report_w', None)
+        if first_report is not None:
+            if failure:
+                os.write(first_report, failure)
+            else:
+                os.write(first_report, ('{"nspid": %d, "t": "service"}\n' % pid).encode('ascii'))
+            os.close(first_report)
+        elif failure:
+            _log_failure(failure)
+        return pid
+
+    run_init(spawn, lifecycle, status_path)
