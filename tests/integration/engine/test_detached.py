@@ -10,9 +10,13 @@ __metaclass__ = type
 
 import json
 import os
+import select
+import shutil
+import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -176,3 +180,162 @@ def test_builtin_init_restarts_through_the_same_spawn(tmp_path, started_pids):
     # Every run is a fresh process under the same PID 1.
     assert len(set(runs)) == len(runs)
     assert _inspect.identity(started.pid) is not None
+
+
+# A caller standing in for an Ansible module, driven by the JSON request in argv[1]: it can carry a
+# heavy heap, import the engine from another collections root and delete it once the init's payload
+# is built, or point sys.executable at nothing. It prints Started as JSON, or the error.
+LAUNCHING_MODULE = r"""
+import json, shutil, sys
+req = json.loads(sys.argv[1])
+from ansible_collections.linuxns.isolation.plugins.module_utils import _init_exec, _launcher
+from ansible_collections.linuxns.isolation.plugins.module_utils._spec import LifecycleSpec, NamespaceSpec, ProcessSpec
+ballast = b'\x01' * req.get('ballast', 0)  # written, so resident
+if req.get('delete_after_payload'):
+    build = _init_exec.build_payload
+
+    def build_then_delete(*args):
+        payload = build(*args)
+        shutil.rmtree(req['delete_after_payload'])
+        return payload
+    _init_exec.build_payload = build_then_delete
+if req.get('ship_without'):
+    _init_exec.SHIPPED = tuple(n for n in _init_exec.SHIPPED if n != req['ship_without'])
+if req.get('executable'):
+    sys.executable = req['executable']
+with open('/proc/self/status') as handle:
+    rss = [int(line.split()[1]) for line in handle if line.startswith('VmRSS:')][0]
+try:
+    s = _launcher.start_detached(
+        ProcessSpec(argv=tuple(req['argv']), env=(), clear_env=False, chdir=None, user=None, group=None,
+                    umask=None, rlimits=()),
+        NamespaceSpec(create=frozenset(['pid', 'mount']), join=(), mount_proc=True, propagation='private',
+                      hostname=None, domainname=None, map_root=False, uid_map=(), gid_map=(),
+                      setgroups=None, time_offsets=()),
+        LifecycleSpec(restart=req.get('restart', 'no'), restart_delay=0, stop_signal=15, stop_timeout=10,
+                      init='builtin'),
+        req['log'], req['status'])
+    out = dict(s._asdict(), caller_rss_kb=rss, engine_file=_launcher.__file__)
+except Exception as exc:
+    out = {'error': type(exc).__name__, 'msg': str(exc)}
+print(json.dumps(out))
+"""
+
+
+def launch_from_module(tmp_path, started_pids, argv, collections_root=COLLECTIONS_ROOT, **request):
+    request.update(argv=argv, log=str(tmp_path / 'svc.log'), status=str(tmp_path / 'svc.status'))
+    env = dict(os.environ, PYTHONPATH=collections_root, PYTHONDONTWRITEBYTECODE='1')
+    caller = subprocess.run([sys.executable, '-c', LAUNCHING_MODULE, json.dumps(request)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, timeout=HANG_GUARD,
+                            check=False)
+    assert caller.returncode == 0, caller.stderr.decode()
+    answer = json.loads(caller.stdout.decode())
+    if 'pid' in answer:
+        started_pids.append(answer['pid'])
+    return answer
+
+
+def proc_status(pid):
+    with open('/proc/%d/status' % pid) as handle:
+        return dict(line.rstrip('\n').split(':\t', 1) for line in handle)
+
+
+def read_status(path):
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def wait_for_lines(path, count):
+    deadline = time.monotonic() + HANG_GUARD
+    while time.monotonic() < deadline:
+        with open(path) as handle:
+            lines = handle.read().splitlines()
+        if len(lines) >= count:
+            return lines
+        time.sleep(0.01)
+    raise AssertionError('%s never reached %d lines' % (path, count))
+
+
+def wait_gone(pid):
+    pidfd = os.pidfd_open(pid)
+    try:
+        assert select.select([pidfd], [], [], HANG_GUARD)[0], 'PID %d did not exit' % pid
+    finally:
+        os.close(pidfd)
+
+
+BALLAST = 50 * 1024 * 1024
+
+
+def test_idle_builtin_init_does_not_keep_the_callers_heap(tmp_path, started_pids):
+    started = launch_from_module(tmp_path, started_pids, ['sh', '-c', 'echo up; exec sleep 300'],
+                                 ballast=BALLAST)
+    assert 'error' not in started, started
+    assert started['caller_rss_kb'] * 1024 > BALLAST  # the heavy heap was resident in the caller
+    wait_for_text(str(tmp_path / 'svc.log'), 'up\n')
+    assert read_status(str(tmp_path / 'svc.status'))['state'] == 'running'
+    init = proc_status(started['pid'])
+    assert init['Name'] == 'linuxns-init'
+    init_rss = int(init['VmRSS'].split()[0]) * 1024
+    assert init_rss < BALLAST, 'the idle init holds %d kB: it kept the caller\'s heap' % (init_rss // 1024)
+    assert stat_field(started['service_pid'], 1) == started['pid']
+
+
+@pytest.fixture
+def collection_copy():
+    """A collections root holding a copy of the engine (removed by the test itself, or here)."""
+    root = tempfile.mkdtemp(prefix='lns-collection-')
+    source = os.path.join(COLLECTIONS_ROOT, 'ansible_collections', 'linuxns', 'isolation', 'plugins', 'module_utils')
+    shutil.copytree(source, os.path.join(root, 'ansible_collections', 'linuxns', 'isolation', 'plugins',
+                                         'module_utils'), ignore=shutil.ignore_patterns('__pycache__'))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_builtin_init_runs_and_stops_after_the_callers_files_are_gone(tmp_path, started_pids, collection_copy):
+    # Like AnsiballZ: the engine's files are deleted before the init imports anything.
+    log = str(tmp_path / 'svc.log')
+    started = launch_from_module(tmp_path, started_pids, ['sh', '-c', 'echo run $$; exec sleep 300'],
+                                 collections_root=collection_copy, restart='always',
+                                 delete_after_payload=collection_copy)
+    assert 'error' not in started, started
+    assert started['engine_file'].startswith(collection_copy + os.sep)
+    assert not os.path.exists(collection_copy)
+    assert wait_for_lines(log, 1)[0].startswith('run ')
+    # A restart forks and sets up the service again: that code too came with the init.
+    os.kill(started['service_pid'], signal.SIGKILL)
+    runs = wait_for_lines(log, 2)
+    assert [line.split()[0] for line in runs] == ['run', 'run'] and runs[0] != runs[1], runs
+    status = read_status(str(tmp_path / 'svc.status'))
+    assert status['restarts'] == 1 and status['last_exit'] == {'code': None, 'signal': signal.SIGKILL}
+    pidfd = os.pidfd_open(started['pid'])
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+        assert select.select([pidfd], [], [], HANG_GUARD)[0], 'the init did not stop on SIGTERM'
+    finally:
+        os.close(pidfd)
+    status = read_status(str(tmp_path / 'svc.status'))
+    assert status['state'] == 'exited' and status['last_exit']['signal'] == signal.SIGTERM, status
+    with open(log) as handle:
+        assert 'linuxns init' not in handle.read()  # no fallback, no error
+
+
+def test_init_falls_back_to_the_fork_and_says_so_when_the_interpreter_cannot_run(tmp_path, started_pids):
+    started = launch_from_module(tmp_path, started_pids, ['sh', '-c', 'echo up; exec sleep 300'],
+                                 executable='/nonexistent/python3')
+    assert 'error' not in started, started
+    content = wait_for_text(str(tmp_path / 'svc.log'), 'up\n')
+    assert content.startswith('linuxns init: cannot run the init in a fresh interpreter (exec /nonexistent/python3: '
+                              'No such file or directory)'), content
+    assert proc_status(started['pid'])['Name'] == 'linuxns-init'
+    assert stat_field(started['service_pid'], 1) == started['pid']
+    assert read_status(str(tmp_path / 'svc.status'))['state'] == 'running'
+
+
+def test_an_exec_d_init_that_cannot_load_the_engine_is_a_start_error(tmp_path, started_pids):
+    answer = launch_from_module(tmp_path, started_pids, ['sh', '-c', 'echo never; exec sleep 300'],
+                                ship_without='_init')
+    assert answer.get('error') == 'StartError', answer
+    assert "the exec'd init failed before starting the service: ModuleNotFoundError" in answer['msg']
+    with open(str(tmp_path / 'svc.log')) as handle:
+        assert 'never' not in handle.read()
