@@ -18,9 +18,11 @@ from ansible_collections.linuxns.isolation.plugins.module_utils._errors import (
     TargetError,
 )
 from ansible_collections.linuxns.isolation.plugins.module_utils._inspect import (
+    children,
     link_inode,
     list_namespaces,
     namespaces_of,
+    nspid,
 )
 
 NAMESPACE_KEYS = ('type', 'inode', 'owner', 'nprocs', 'pid', 'command')
@@ -48,7 +50,26 @@ def namespace_facts(namespaces, types=None, members=None):
     return kept
 
 
-def service_fact(name, record, alive, status):
+def host_service_pid(record, alive, status):
+    """Host PID of the service process.
+
+    The init's status file counts PIDs inside the namespace, and a restart changes the
+    service's PID, so the live service is looked up among the init's children by its PID
+    in the namespace; otherwise the PID recorded at start is all there is.
+    """
+    inner = (status or {}).get('service_pid')
+    pid = getattr(record, 'pid', None)
+    if alive and isinstance(inner, int) and isinstance(pid, int):
+        for child in children(pid):
+            try:
+                if nspid(child)[-1] == inner:
+                    return child
+            except (IOError, OSError):
+                continue
+    return getattr(record, 'service_pid', None)
+
+
+def service_fact(name, record, alive, status, service_pid=None):
     """One ``services`` entry from a store record and its status file (or ``None``)."""
     status = status or {}
     last_exit = status.get('last_exit')
@@ -60,7 +81,7 @@ def service_fact(name, record, alive, status):
         'alive': bool(alive),
         'state': status.get('state') or ('running' if alive else 'dead'),
         'pid': getattr(record, 'pid', None),
-        'service_pid': status.get('service_pid', getattr(record, 'service_pid', None)),
+        'service_pid': getattr(record, 'service_pid', None) if service_pid is None else service_pid,
         'spec_hash': getattr(record, 'spec_hash', None),
         'started_at': getattr(record, 'started_at', None),
         'restarts': int(status.get('restarts') or 0),
@@ -95,7 +116,8 @@ def service_facts(store, names=None):
         except StoreError as exc:
             warnings.append("service '%s': %s" % (name, exc))
             status = None
-        services.append(service_fact(name, record, alive, status))
+        services.append(service_fact(name, record, alive, status,
+                                     host_service_pid(record, alive, status)))
     return services, warnings
 
 

@@ -155,7 +155,9 @@ services:
       description: Host PID of the namespace's PID 1.
       type: int
     service_pid:
-      description: Host PID of the user's process.
+      description:
+        - Host PID of the user's process. While the service is alive it is looked up among the children of its init
+          (a restart changes it); otherwise it is the PID recorded at start.
       type: int
     spec_hash:
       description: Hash of the options the service was started with.

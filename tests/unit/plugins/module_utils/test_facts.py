@@ -67,8 +67,8 @@ def test_member_keys_from_links():
 
 def test_service_fact_merges_record_and_status():
     fact = _facts.service_fact('web', record_for('web', 100, 1, 2), True, {
-        'service_pid': 103, 'restarts': 2, 'last_exit': {'code': 1, 'signal': None},
-        'state': 'running'})
+        'service_pid': 3, 'restarts': 2, 'last_exit': {'code': 1, 'signal': None},
+        'state': 'running'}, service_pid=103)
     assert fact == {
         'name': 'web', 'module': 'bwrap_sandbox', 'alive': True, 'state': 'running', 'pid': 100,
         'service_pid': 103, 'spec_hash': 'sha256:ab', 'started_at': '2026-12-01T10:00:00Z',
@@ -81,6 +81,20 @@ def test_service_fact_without_status():
     assert (fact['state'], fact['restarts'], fact['last_exit'], fact['service_pid']) == ('dead', 0, None, 101)
 
 
+def test_host_service_pid_found_among_the_init_children():
+    me = identity(os.getpid())
+    child = subprocess.Popen(['sleep', '30'])
+    try:
+        record = record_for('web', me.pid, me.start_time, me.pidns_inode)
+        # In our own PID namespace the PID "inside" is the host PID.
+        assert _facts.host_service_pid(record, True, {'service_pid': child.pid}) == child.pid
+        assert _facts.host_service_pid(record, False, {'service_pid': child.pid}) == me.pid + 1
+        assert _facts.host_service_pid(record, True, None) == me.pid + 1
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_services_from_store_alive_dead_and_damaged(tmp_path):
     store = Store(str(tmp_path))
     me = identity(os.getpid())
@@ -89,7 +103,7 @@ def test_services_from_store_alive_dead_and_damaged(tmp_path):
     store.write(record_for('reused', me.pid, me.start_time + 1, me.pidns_inode))
     (tmp_path / 'broken.json').write_text('{not json')
     with open(store.status_path('dead'), 'w') as handle:
-        json.dump({'service_pid': 7, 'restarts': 3, 'state': 'exited',
+        json.dump({'service_pid': 2, 'restarts': 3, 'state': 'exited',
                    'last_exit': {'code': None, 'signal': 9}}, handle)
 
     services, warnings = _facts.service_facts(store)
