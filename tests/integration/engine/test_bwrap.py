@@ -417,6 +417,33 @@ def test_detached_start_failure_carries_bwrap_stderr(bwrap, workdir):
     assert 'bwrap: execvp no-such-daemon: No such file or directory' in str(info.value)
 
 
+class _HostProcess(object):
+    """The process options that apply to bwrap itself (what _spec.process_spec gives)."""
+
+    def __init__(self, user=None, group=None, umask=None, rlimits=()):
+        self.user, self.group, self.umask, self.rlimits = user, group, umask, rlimits
+
+
+def test_bwrap_runs_as_the_given_host_user_with_umask_and_limits(bwrap, test_user):
+    spec = _bwrap.bwrap_spec({'detach': False, 'argv': ['sh', '-c', 'id -u; umask; ulimit -n; ulimit -Hn']})
+    process = _HostProcess(user=test_user.pw_uid, group=test_user.pw_gid, umask=0o027,
+                           rlimits=(('nofile', 321, 654),))
+    result = _bwrap.run_oneshot(spec, bwrap[1], timeout=HANG_GUARD, bwrap_path=bwrap[0], process=process)
+    assert result.rc == 0, result.stderr
+    assert result.stdout.split() == [str(test_user.pw_uid), '0027', '321', '654']
+    with open('/proc/%d/status' % os.getpid()) as handle:
+        assert 'Uid:\t0\t' in handle.read()
+
+
+def test_bwrap_that_cannot_be_executed_is_a_start_error(bwrap, workdir):
+    spec = _bwrap.bwrap_spec({'detach': False, 'argv': ['true']})
+    not_executable = workdir / 'bwrap'
+    not_executable.write_text('')
+    with pytest.raises(StartError) as info:
+        _bwrap.run_oneshot(spec, bwrap[1], bwrap_path=str(not_executable))
+    assert str(not_executable) in str(info.value)
+
+
 # --- rootless ------------------------------------------------------------------------------
 
 RUNNER = textwrap.dedent('''
