@@ -187,11 +187,13 @@ TABLE = _table()
 
 
 @pytest.mark.parametrize('name, params, fragment, command, check', TABLE, ids=[row[0] for row in TABLE])
-def test_option_maps_to_argv_the_installed_bwrap_runs(bwrap, name, params, fragment, command, check):
+def test_option_maps_to_argv_the_installed_bwrap_runs(bwrap, help_flags, name, params, fragment, command, check):
     spec = _bwrap.bwrap_spec(dict(params, argv=command, detach=False))
     argv = _bwrap.build_argv(spec, bwrap[1], _bwrap.INFO_FD, _bwrap.STATUS_FD, bwrap_path=bwrap[0])
     joined = '\0'.join(argv[:argv.index('--') + 1])
     assert '\0'.join(fragment) in joined, argv
+    flags = set(arg for arg in argv[1:argv.index('--')] if arg.startswith('--'))
+    assert flags <= help_flags, flags - help_flags
     result = ok(bwrap, argv=command, **params)
     assert result.argv == argv
     assert check(result.stdout), (argv, result.stdout, result.stderr)
