@@ -128,6 +128,9 @@ notes:
     C(/proc/PID/ns) of another user's process is unreadable without privilege. So an unprivileged user can enter
     only sandboxes whose user namespace it owns (its own rootless bwrap sandbox); use C(become) for the others.
     The failure message says so.
+  - Joining a user namespace makes the command uid/gid 0 there unless O(preserve_credentials=true). A rootless
+    bubblewrap sandbox maps only its owner's uid, so entering one (as root or as that user) needs
+    O(preserve_credentials=true); without it the task fails and says so, as C(nsenter) does.
   - When the target shares every namespace with the caller and O(namespaces) is omitted, the command simply runs
     in the caller's namespaces and RV(entered) is empty.
   - The target is resolved once, before entering; a service refused as not running is never entered.
