@@ -358,8 +358,10 @@ def log_tail(log_path, offset=0, lines=LOG_TAIL_LINES):
 def _host_service_pid(record, status):
     """Host PID of the service: the init's status has its PID inside the namespace after a restart."""
     inner = status.get('service_pid')
-    if not status.get('restarts') or inner is None:
+    if not status.get('restarts'):
         return record.service_pid
+    if inner is None:
+        return None  # between two restarts: the recorded PID is the previous, dead service
     try:
         for child in _inspect.children(record.pid):
             if _inspect.nspid(child)[-1] == inner:
