@@ -201,6 +201,7 @@ def permission_error(target, exc=None):
     """A ``TargetError`` that says why an unprivileged caller cannot enter ``target``."""
     owner = _owner_uid(target.pid)
     detail = (': %s' % exc.strerror) if exc is not None and getattr(exc, 'strerror', None) else ''
+    hint = 'Run the task as root (become: true)'
     if owner is not None and owner == os.geteuid() and owner != 0:
         why = ('the target runs as your uid %d, but its namespaces belong to a user namespace this '
                'task holds no capability in (for example a sandbox that nests a second user '
@@ -208,12 +209,12 @@ def permission_error(target, exc=None):
     else:
         why = ('the target runs as uid %s and this task runs as uid %d without that capability'
                % ('?' if owner is None else owner, os.geteuid()))
+        hint += (', or target a process in a user namespace you own (for example your own '
+                 'rootless bwrap sandbox)')
     return TargetError(
         'permission denied entering the namespaces of %s%s. Joining a namespace needs '
         'CAP_SYS_ADMIN over the user namespace that owns it (and reading /proc/PID/ns needs '
-        'ptrace access to the process); %s. Run the task as root (become: true), or target a '
-        'process in a user namespace you own (for example your own rootless bwrap sandbox).'
-        % (target.describe(), detail, why))
+        'ptrace access to the process); %s. %s.' % (target.describe(), detail, why, hint))
 
 
 def kernel_types(proc='/proc'):

@@ -247,3 +247,4 @@ def test_permission_message_for_own_process_names_the_nested_user_namespace(monk
     monkeypatch.setattr(_target, '_owner_uid', lambda pid: 1001)
     text = str(_target.permission_error(_target.Target(4242, 'pid', None, {})))
     assert 'runs as your uid 1001' in text and 'nests a second user namespace' in text
+    assert 'become: true' in text and 'your own rootless' not in text
