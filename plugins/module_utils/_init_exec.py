@@ -154,7 +154,8 @@ def build_payload(process, lifecycle, status_path):
         sources[full_name] = (source, filename)
     config = {'process': _fields(process, PROCESS_FIELDS),
               'lifecycle': _fields(lifecycle, LIFECYCLE_FIELDS),
-              'status_path': _plain(status_path)}
+              'status_path': _plain(status_path),
+              'environ': dict(os.environ)}
     return marshal.dumps({'bootstrap': _BOOTSTRAP, 'sources': sources, 'config': config,
                           'main': '%s._init_exec' % ENGINE})
 
@@ -207,6 +208,10 @@ class _Fields(object):
 
 def main(config, report_w):
     """Entry point of the exec'd init (called by the bootstrap)."""
+    # The service inherits the launching process's environment exactly: undo what the interpreter's
+    # startup added (LC_CTYPE when it coerces a C locale; -I ignored PYTHONCOERCECLOCALE=0).
+    os.environ.clear()
+    os.environ.update(config['environ'])
     run_builtin(_Fields(config['process']), _Fields(config['lifecycle']), report_w,
                 config['status_path'])
 

@@ -186,7 +186,7 @@ def test_builtin_init_restarts_through_the_same_spawn(tmp_path, started_pids):
 # heavy heap, import the engine from another collections root and delete it once the init's payload
 # is built, or point sys.executable at nothing. It prints Started as JSON, or the error.
 LAUNCHING_MODULE = r"""
-import json, shutil, sys
+import json, os, shutil, sys
 req = json.loads(sys.argv[1])
 from ansible_collections.linuxns.isolation.plugins.module_utils import _init_exec, _launcher
 from ansible_collections.linuxns.isolation.plugins.module_utils._spec import LifecycleSpec, NamespaceSpec, ProcessSpec
@@ -215,16 +215,16 @@ try:
         LifecycleSpec(restart=req.get('restart', 'no'), restart_delay=0, stop_signal=15, stop_timeout=10,
                       init='builtin'),
         req['log'], req['status'])
-    out = dict(s._asdict(), caller_rss_kb=rss, engine_file=_launcher.__file__)
+    out = dict(s._asdict(), caller_rss_kb=rss, engine_file=_launcher.__file__, caller_env=dict(os.environ))
 except Exception as exc:
     out = {'error': type(exc).__name__, 'msg': str(exc)}
 print(json.dumps(out))
 """
 
 
-def launch_from_module(tmp_path, started_pids, argv, collections_root=COLLECTIONS_ROOT, **request):
+def launch_from_module(tmp_path, started_pids, argv, collections_root=COLLECTIONS_ROOT, env=None, **request):
     request.update(argv=argv, log=str(tmp_path / 'svc.log'), status=str(tmp_path / 'svc.status'))
-    env = dict(os.environ, PYTHONPATH=collections_root, PYTHONDONTWRITEBYTECODE='1')
+    env = dict(os.environ if env is None else env, PYTHONPATH=collections_root, PYTHONDONTWRITEBYTECODE='1')
     caller = subprocess.run([sys.executable, '-c', LAUNCHING_MODULE, json.dumps(request)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, timeout=HANG_GUARD,
                             check=False)
@@ -339,3 +339,17 @@ def test_an_exec_d_init_that_cannot_load_the_engine_is_a_start_error(tmp_path, s
     assert "the exec'd init failed before starting the service: ModuleNotFoundError" in answer['msg']
     with open(str(tmp_path / 'svc.log')) as handle:
         assert 'never' not in handle.read()
+
+
+def test_service_gets_the_callers_environment_exactly(tmp_path, started_pids):
+    # A caller that did not coerce the C locale: the exec'd init's interpreter would (-I ignores
+    # PYTHONCOERCECLOCALE) and add LC_CTYPE, which must not reach the service.
+    caller_env = {'PATH': os.environ['PATH'], 'LANG': 'C', 'PYTHONCOERCECLOCALE': '0', 'LNS_PROBE': 'a b=c'}
+    started = launch_from_module(tmp_path, started_pids, ['sh', '-c', 'env; echo END; exec sleep 300'],
+                                 env=caller_env)
+    assert 'error' not in started, started
+    assert 'LC_CTYPE' not in started['caller_env']
+    lines = wait_for_text(str(tmp_path / 'svc.log'), 'END\n').splitlines()
+    service_env = dict(line.split('=', 1) for line in lines[:lines.index('END')])
+    service_env.pop('PWD', None)  # sh's own
+    assert service_env == started['caller_env']
