@@ -300,7 +300,10 @@ cmd:
   elements: str
   sample: [ps, -e]
 rc:
-  description: Exit status of the command (128 + N when killed by signal N); 0 when it was skipped.
+  description:
+    - Exit status of the command, 128 + N when it was killed by signal N (as a shell reports it); 0 when it was
+      skipped (O(creates), O(removes), check mode).
+    - V(-9) when O(timeout) killed the whole namespace.
   returned: when O(detach=false)
   type: int
   sample: 0
