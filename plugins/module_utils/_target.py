@@ -126,11 +126,7 @@ def service_pid(store, name):
 
 
 def _store_dir(store):
-    for attr in ('state_dir', 'path', 'directory'):
-        value = getattr(store, attr, None)
-        if value:
-            return value
-    return '(default)'
+    return getattr(store, 'path', None) or '(default)'
 
 
 def _as_pid(option, value, origin=None):
