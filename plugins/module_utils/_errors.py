@@ -44,7 +44,7 @@ class KernelError(LinuxnsError, OSError):
         self.fix = fix
 
     def __str__(self):
-        return self.strerror
+        return '%s' % (self.strerror,)
 
 
 class StoreError(LinuxnsError):

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Build, start and tear down the molecule `fleet` test hosts on this one machine.
 
 A host NAME (h1, h2, ...) is:
@@ -88,9 +88,8 @@ def require(*tools):
                          "debootstrap openssh-client".format(", ".join(missing)))
 
 
-def run(argv, **kwargs):
-    kwargs.setdefault("check", True)
-    return subprocess.run(argv, **kwargs)
+def run(argv, check=True, **kwargs):
+    return subprocess.run(argv, check=check, **kwargs)
 
 
 def output(argv):

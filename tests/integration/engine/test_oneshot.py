@@ -134,7 +134,12 @@ def test_signals_ignored_by_python_are_default_again_in_the_command():
     # Python ignores SIGPIPE; a command must die of it like under a shell (yes | head).
     result = run_oneshot(proc_spec(['sh', '-c', 'yes | head -n 1; grep SigIgn /proc/self/status']),
                          ns_spec(), lifecycle('builtin'))
-    assert result.stdout.splitlines() == ['y', 'SigIgn:\t0000000000000000']
+    first, sigign = result.stdout.splitlines()
+    assert first == 'y'
+    # Only the standard signals 1-31 are the engine's to reset; glibc reserves 32 and 33 and a
+    # parent (some CI runners do) may leave them ignored, which no Python code can undo.
+    ignored = int(sigign.split()[1], 16)
+    assert ignored & ((1 << 31) - 1) == 0, sigign
 
 
 def test_fork_refused_is_a_kernel_error_and_leaks_no_pipe(monkeypatch):

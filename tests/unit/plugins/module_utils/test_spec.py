@@ -146,13 +146,13 @@ def test_join_of_the_wrong_type_names_the_actual_type():
 
 
 def test_pid_is_added_not_an_error():
-    _, namespaces, _, canonical = build(namespaces=['net'], **SERVICE)
+    _process, namespaces, _lifecycle, canonical = build(namespaces=['net'], **SERVICE)
     assert namespaces.create == frozenset(['pid', 'net'])
     assert canonical['namespaces'] == ['net', 'pid']
 
 
 def test_namespace_defaults():
-    _, namespaces, _, _ = build(**SERVICE)
+    _process, namespaces, _lifecycle, _canonical = build(**SERVICE)
     assert namespaces.create == frozenset(['pid', 'mount'])
     assert namespaces.mount_proc is True
     assert namespaces.propagation == 'private'
@@ -161,14 +161,14 @@ def test_namespace_defaults():
 
 
 def test_without_mount_namespace_proc_and_propagation_are_left_alone():
-    _, namespaces, _, canonical = build(namespaces=['pid', 'net'], **SERVICE)
+    _process, namespaces, _lifecycle, canonical = build(namespaces=['pid', 'net'], **SERVICE)
     assert namespaces.mount_proc is False
     assert namespaces.propagation == 'unchanged'
     assert 'mount_proc' not in canonical
 
 
 def test_joined_type_is_removed_from_the_default_namespaces():
-    _, namespaces, _, canonical = build(join={'mount': '/proc/self/ns/mnt'}, **SERVICE)
+    _process, namespaces, _lifecycle, canonical = build(join={'mount': '/proc/self/ns/mnt'}, **SERVICE)
     assert namespaces.create == frozenset(['pid'])
     assert namespaces.join == (('mount', '/proc/self/ns/mnt'),)
     assert namespaces.mount_proc is False
@@ -176,13 +176,13 @@ def test_joined_type_is_removed_from_the_default_namespaces():
 
 
 def test_join_accepts_a_namespace_file_of_the_right_type():
-    _, namespaces, _, _ = build(join={'net': '/proc/self/ns/net', 'uts': '/proc/self/ns/uts'}, **SERVICE)
+    _process, namespaces, _lifecycle, _canonical = build(join={'net': '/proc/self/ns/net', 'uts': '/proc/self/ns/uts'}, **SERVICE)
     assert namespaces.join == (('net', '/proc/self/ns/net'), ('uts', '/proc/self/ns/uts'))
     assert namespaces.create == frozenset(['pid', 'mount'])
 
 
 def test_id_maps_and_time_offsets_become_immutable_sorted_values():
-    _, namespaces, _, _ = build(
+    _process, namespaces, _lifecycle, _canonical = build(
         namespaces=['user', 'time'], setgroups='deny',
         uid_map=[{'inside': 1, 'outside': 100000, 'count': 65535}, {'inside': 0, 'outside': 1000, 'count': 1}],
         time_offsets={'monotonic': 3600, 'boottime': -5}, **SERVICE)
@@ -192,26 +192,26 @@ def test_id_maps_and_time_offsets_become_immutable_sorted_values():
 
 
 def test_lifecycle_defaults():
-    _, _, lifecycle, _ = build(**SERVICE)
+    _process, _namespaces, lifecycle, _canonical = build(**SERVICE)
     assert lifecycle == _spec.LifecycleSpec(restart='no', restart_delay=1, stop_signal=signal.SIGTERM,
                                             stop_timeout=10, init='builtin')
 
 
 @pytest.mark.parametrize('given_signal', ['SIGTERM', 'TERM', 'term', 15, '15'])
 def test_stop_signal_spellings(given_signal):
-    _, _, lifecycle, canonical = build(stop_signal=given_signal, **SERVICE)
+    _process, _namespaces, lifecycle, canonical = build(stop_signal=given_signal, **SERVICE)
     assert lifecycle.stop_signal == signal.SIGTERM
     assert 'stop_signal' not in canonical
 
 
 def test_stop_signal_is_stored_as_a_name():
-    _, _, lifecycle, canonical = build(stop_signal=2, **SERVICE)
+    _process, _namespaces, lifecycle, canonical = build(stop_signal=2, **SERVICE)
     assert lifecycle.stop_signal == signal.SIGINT
     assert canonical['stop_signal'] == 'SIGINT'
 
 
 def test_process_spec_from_all_process_options():
-    process, _, _, _ = build(
+    process, _namespaces, _lifecycle, _canonical = build(
         name='svc', argv=['/bin/echo', 42], env={'B': 2, 'A': 'x'}, clear_env=True, chdir='/srv//app/',
         user='nobody', umask='0027', rlimits={'nofile': 1024, 'core': {'soft': 0, 'hard': 'unlimited'}})
     assert process == _spec.ProcessSpec(
@@ -221,16 +221,16 @@ def test_process_spec_from_all_process_options():
 
 
 def test_user_and_group_resolution():
-    process, _, _, _ = build(user='root', group='nogroup', **SERVICE)
+    process, _namespaces, _lifecycle, _canonical = build(user='root', group='nogroup', **SERVICE)
     assert (process.user, process.group) == (0, 65534)
-    process, _, _, _ = build(user='4242', **SERVICE)
+    process, _namespaces, _lifecycle, _canonical = build(user='4242', **SERVICE)
     assert (process.user, process.group) == (4242, 4242)
-    process, _, _, _ = build(group='123', **SERVICE)
+    process, _namespaces, _lifecycle, _canonical = build(group='123', **SERVICE)
     assert (process.user, process.group) == (None, 123)
 
 
 def test_specs_are_immutable():
-    process, namespaces, lifecycle, _ = build(**SERVICE)
+    process, namespaces, lifecycle, _canonical = build(**SERVICE)
     for spec, field in ((process, 'argv'), (namespaces, 'create'), (lifecycle, 'restart'),
                         (_spec.IdMap(0, 0, 1), 'count')):
         with pytest.raises(AttributeError):
@@ -269,10 +269,11 @@ EQUIVALENT = [
     ('umask 0o prefix', {'umask': '022'}, {'umask': '0o022'}),
     ('rlimit single value', {'rlimits': {'nofile': 1024}}, {'rlimits': {'nofile': {'soft': 1024, 'hard': 1024}}}),
     ('rlimit pair', {'rlimits': {'nofile': [10, 'unlimited']}}, {'rlimits': {'nofile': {'soft': 10, 'hard': 'unlimited'}}}),
-    ('uid_map order', {'namespaces': ['user'], 'uid_map': [{'inside': 0, 'outside': 1000, 'count': 1},
-                                                          {'inside': 1, 'outside': 100000, 'count': 10}]},
-     {'namespaces': ['user'], 'uid_map': [{'inside': 1, 'outside': 100000, 'count': 10},
-                                          {'inside': 0, 'outside': 1000, 'count': 1}]}),
+    ('uid_map order',
+     {'namespaces': ['user'], 'uid_map': [
+         {'inside': 0, 'outside': 1000, 'count': 1}, {'inside': 1, 'outside': 100000, 'count': 10}]},
+     {'namespaces': ['user'], 'uid_map': [
+         {'inside': 1, 'outside': 100000, 'count': 10}, {'inside': 0, 'outside': 1000, 'count': 1}]}),
     ('unhashed options', {}, {'name': 'other', 'state': 'restarted', 'state_dir': '/var/lib/x'}),
     ('empty env', {}, {'env': {}}),
     ('empty rlimits', {}, {'rlimits': {}}),
@@ -325,8 +326,8 @@ def test_hash_format_is_sha256_of_compact_sorted_json():
 def test_any_order_or_repetition_of_namespaces_hashes_like_its_set(types):
     shuffled = list(reversed(types)) + types[:2]
     assert hash_of(namespaces=types, command='true') == hash_of(namespaces=shuffled, command='true')
-    assert hash_of(namespaces=types, command='true') == hash_of(namespaces=sorted(set(types)) or ['pid'],
-                                                               command='true')
+    normalised = sorted(set(types)) or ['pid']
+    assert hash_of(namespaces=types, command='true') == hash_of(namespaces=normalised, command='true')
 
 
 # -- argument_spec and documentation agree with the declarations -------------------------------
