@@ -150,7 +150,7 @@ EXAMPLES = r'''
   linuxns.isolation.ns_exec:
     pid: "{{ container_pid }}"
     namespaces: [pid, mount]
-    argv: [ps, -eo, pid,comm]
+    argv: [ps, -eo, "pid,comm"]
   register: inside
 
 - name: Enter only the PID namespace (ps would still read the host's /proc, so read a file instead)
