@@ -165,8 +165,10 @@ seealso:
   - module: linuxns.isolation.ns_exec
   - module: linuxns.isolation.ns_info
   - name: unshare(1)
+    description: The util-linux command whose options this module mirrors.
     link: https://man7.org/linux/man-pages/man1/unshare.1.html
   - name: pid_namespaces(7)
+    description: How PID namespaces, their PID 1 and orphan reaping work.
     link: https://man7.org/linux/man-pages/man7/pid_namespaces.7.html
 author:
   - linuxns.isolation contributors (@linuxns)

@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Count, from the host's /proc, the processes of a service's PID namespace.
 
-usage: ns_procs.py PID1 'pid:[INODE]' [alive=N] [zombies=N]
+usage: python3 ns_procs.py PID1 'pid:[INODE]' [alive=N] [zombies=N]
 PID1 is the host PID of the namespace's PID 1 and 'pid:[INODE]' the namespace as the module
 returned it. Namespace inode numbers are reused as soon as a namespace is freed, so the
 namespace counts as gone (no processes) once PID1 is no longer PID 1 of that namespace;

@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Start an unrelated process that gets exactly host PID TARGET (to test PID-reuse safety).
 
-usage: take_pid.py TARGET PROGRAM [ARGS...]
+usage: python3 take_pid.py TARGET PROGRAM [ARGS...]
 Sets /proc/sys/kernel/ns_last_pid to TARGET - 1 and forks; a child that did not get
 TARGET (another process forked in between) exits and the next attempt follows. The child
 that got it starts a new session and execs PROGRAM with stdio on /dev/null. Prints the PID.
