@@ -24,6 +24,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import signal
 import sys
 
 ENGINE = 'ansible_collections.linuxns.isolation.plugins.module_utils'
@@ -32,12 +33,14 @@ SHIPPED = ('_errors', '_syscalls', '_process', '_init', '_init_exec')
 PROCESS_FIELDS = ('argv', 'env', 'clear_env', 'chdir', 'user', 'group', 'umask', 'rlimits')
 LIFECYCLE_FIELDS = ('restart', 'restart_delay', 'stop_signal')
 INIT_NAME = 'linuxns-init'
+# Exit status of an init whose launcher died before the handshake (128 + SIGKILL, as the service).
+_ABANDONED = 137
 
-# Run by ``python -I -S -c`` in PID 1: sys.argv[1] is the payload's fd, sys.argv[2] the launcher's
-# report fd. Imports nothing beyond marshal: the payload carries the rest.
-_READ_PAYLOAD = ("import marshal,os,sys\n"
-                 "with os.fdopen(int(sys.argv[1]),'rb') as f: p=marshal.load(f)\n"
-                 "exec(p['bootstrap'],{'__name__':'__linuxns_bootstrap__','payload':p})\n")
+# Run by ``python -I -S -c`` in PID 1: sys.argv[1] is the payload's fd (closed once read, with its
+# file object), sys.argv[2] the launcher's report fd. Imports nothing beyond marshal: the payload
+# carries the rest. One line, as ps and ns_info show it.
+_READ_PAYLOAD = ("import marshal,os,sys;p=marshal.load(os.fdopen(int(sys.argv[1]),'rb'));"
+                 "exec(p['bootstrap'],{'__name__':'__linuxns_bootstrap__','payload':p})")
 
 # The payload's 'bootstrap': install the finder, then hand over to main() below.
 _BOOTSTRAP = r'''
@@ -258,7 +261,6 @@ def _read_all(fd):
 
 def _exec_service(process, exec_w):
     """In the service's fork: set it up and exec it; failures go to ``exec_w`` as JSON."""
-    import signal
     # Off init's wakeup pipe at once: a signal meant for the service must not read as init's own.
     signal.set_wakeup_fd(-1)
     try:
@@ -279,6 +281,23 @@ def _log_failure(failure):
         except ValueError:
             text = line
         _say(text)
+
+
+def _answer_launcher(report_w, message, service_pid):
+    """Tell the launcher the service runs (or why not). When it is gone (EPIPE: killed mid-start)
+    it recorded nothing that names this service, so nothing may keep it: kill it and leave,
+    without a status that a later start of the same name would read as its own."""
+    try:
+        os.write(report_w, message)  # one line below PIPE_BUF: written whole or not at all
+    except OSError:
+        _say('the launching process exited before it learned that the service started; stopping it')
+        try:
+            os.kill(service_pid, signal.SIGKILL)  # our unreaped child: the PID cannot have been reused
+        except OSError:
+            pass
+        os._exit(_ABANDONED)
+    finally:
+        os.close(report_w)
 
 
 def run_builtin(process, lifecycle, report_w, status_path):
@@ -303,11 +322,8 @@ def run_builtin(process, lifecycle, report_w, status_path):
         os.close(exec_r)
         first_report = state.pop('report_w', None)
         if first_report is not None:
-            if failure:
-                os.write(first_report, failure)
-            else:
-                os.write(first_report, ('{"nspid": %d, "t": "service"}\n' % pid).encode('ascii'))
-            os.close(first_report)
+            _answer_launcher(first_report, failure or (
+                '{"nspid": %d, "t": "service"}\n' % pid).encode('ascii'), pid)
         elif failure:
             _log_failure(failure)
         return pid

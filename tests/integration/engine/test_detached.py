@@ -25,7 +25,8 @@ from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import StartError
 from ansible_collections.linuxns.isolation.plugins.module_utils._launcher import start_detached
 
-from conftest import COLLECTIONS_ROOT, HANG_GUARD, host_link, lifecycle, ns_spec, open_fd_count, proc_spec
+from conftest import (
+    COLLECTIONS_ROOT, HANG_GUARD, host_link, lifecycle, ns_spec, open_fd_count, pids_with_marker, proc_spec)
 
 
 def wait_for_text(path, text):
@@ -203,6 +204,9 @@ if req.get('ship_without'):
     _init_exec.SHIPPED = tuple(n for n in _init_exec.SHIPPED if n != req['ship_without'])
 if req.get('executable'):
     sys.executable = req['executable']
+if req.get('die_after_fork'):
+    # The module killed mid-start: gone before it reads a single handshake message.
+    _launcher._Session.run = lambda *args, **kwargs: os._exit(0)
 with open('/proc/self/status') as handle:
     rss = [int(line.split()[1]) for line in handle if line.startswith('VmRSS:')][0]
 try:
@@ -229,6 +233,8 @@ def launch_from_module(tmp_path, started_pids, argv, collections_root=COLLECTION
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, timeout=HANG_GUARD,
                             check=False)
     assert caller.returncode == 0, caller.stderr.decode()
+    if request.get('die_after_fork'):
+        return None
     answer = json.loads(caller.stdout.decode())
     if 'pid' in answer:
         started_pids.append(answer['pid'])
@@ -243,6 +249,19 @@ def proc_status(pid):
 def read_status(path):
     with open(path) as handle:
         return json.load(handle)
+
+
+def wait_for_status(path, wanted):
+    """The init's status once ``wanted(status)`` holds (it is published after the service runs)."""
+    deadline = time.monotonic() + HANG_GUARD
+    status = None
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            status = read_status(path)
+            if wanted(status):
+                return status
+        time.sleep(0.01)
+    raise AssertionError('the status in %s never matched; last: %r' % (path, status))
 
 
 def wait_for_lines(path, count):
@@ -273,12 +292,19 @@ def test_idle_builtin_init_does_not_keep_the_callers_heap(tmp_path, started_pids
     assert 'error' not in started, started
     assert started['caller_rss_kb'] * 1024 > BALLAST  # the heavy heap was resident in the caller
     wait_for_text(str(tmp_path / 'svc.log'), 'up\n')
-    assert read_status(str(tmp_path / 'svc.status'))['state'] == 'running'
+    wait_for_status(str(tmp_path / 'svc.status'), lambda st: st['state'] == 'running')
     init = proc_status(started['pid'])
     assert init['Name'] == 'linuxns-init'
     init_rss = int(init['VmRSS'].split()[0]) * 1024
     assert init_rss < BALLAST, 'the idle init holds %d kB: it kept the caller\'s heap' % (init_rss // 1024)
     assert stat_field(started['service_pid'], 1) == started['pid']
+    # Nothing of the handover stays open in the init (payload memfd, launcher's report pipe):
+    # stdio and one pipe of its own (its signal wakeup).
+    fd_dir = '/proc/%d/fd' % started['pid']
+    fds = dict((int(fd), os.readlink(os.path.join(fd_dir, fd))) for fd in os.listdir(fd_dir))
+    log = str(tmp_path / 'svc.log')
+    assert [fds.pop(0), fds.pop(1), fds.pop(2)] == ['/dev/null', log, log]
+    assert len(fds) == 2 and len(set(fds.values())) == 1 and fds.popitem()[1].startswith('pipe:'), fds
 
 
 @pytest.fixture
@@ -306,8 +332,8 @@ def test_builtin_init_runs_and_stops_after_the_callers_files_are_gone(tmp_path, 
     os.kill(started['service_pid'], signal.SIGKILL)
     runs = wait_for_lines(log, 2)
     assert [line.split()[0] for line in runs] == ['run', 'run'] and runs[0] != runs[1], runs
-    status = read_status(str(tmp_path / 'svc.status'))
-    assert status['restarts'] == 1 and status['last_exit'] == {'code': None, 'signal': signal.SIGKILL}
+    status = wait_for_status(str(tmp_path / 'svc.status'), lambda st: st['restarts'] == 1 and st['state'] == 'running')
+    assert status['last_exit'] == {'code': None, 'signal': signal.SIGKILL}
     pidfd = os.pidfd_open(started['pid'])
     try:
         signal.pidfd_send_signal(pidfd, signal.SIGTERM)
@@ -329,7 +355,7 @@ def test_init_falls_back_to_the_fork_and_says_so_when_the_interpreter_cannot_run
                               'No such file or directory)'), content
     assert proc_status(started['pid'])['Name'] == 'linuxns-init'
     assert stat_field(started['service_pid'], 1) == started['pid']
-    assert read_status(str(tmp_path / 'svc.status'))['state'] == 'running'
+    wait_for_status(str(tmp_path / 'svc.status'), lambda st: st['state'] == 'running')
 
 
 def test_an_exec_d_init_that_cannot_load_the_engine_is_a_start_error(tmp_path, started_pids):
@@ -353,3 +379,31 @@ def test_service_gets_the_callers_environment_exactly(tmp_path, started_pids):
     service_env = dict(line.split('=', 1) for line in lines[:lines.index('END')])
     service_env.pop('PWD', None)  # sh's own
     assert service_env == started['caller_env']
+
+
+def test_a_service_whose_launcher_died_mid_start_is_stopped_not_leaked(tmp_path, started_pids):
+    marker = 'sleep\x003600.%d%d' % (os.getpid(), time.monotonic_ns() % 10 ** 9)
+    log = str(tmp_path / 'svc.log')
+    launch_from_module(tmp_path, started_pids, marker.split('\x00'), restart='always', die_after_fork=True)
+    deadline = time.monotonic() + HANG_GUARD
+    while time.monotonic() < deadline:
+        content = wait_for_text(log, '')
+        services = pids_with_marker(marker)
+        # Whatever the outcome, the test cleans up what it started: the service, and its init
+        # (its parent, when that is PID 1 of the service's own PID namespace).
+        for pid in set(services) - set(started_pids):
+            started_pids.append(pid)
+            try:
+                init = stat_field(pid, 1)
+                if _inspect.nspid(init)[-1] == 1 and _inspect.ns_inode(init, 'pid') == _inspect.ns_inode(pid, 'pid'):
+                    started_pids.append(init)
+            except OSError:
+                pass
+        if 'stopping it' in content and not services:
+            break
+        time.sleep(0.01)
+    assert content == ('linuxns init: the launching process exited before it learned that the service started; '
+                       'stopping it\n')
+    assert pids_with_marker(marker) == []
+    # No status that a later start of the same name would read as its own.
+    assert not os.path.exists(str(tmp_path / 'svc.status'))
