@@ -271,7 +271,10 @@ service_pid:
   type: int
   sample: 24812
 namespaces:
-  description: The namespaces of the running service, type to C(type:[inode]) as C(readlink /proc/PID/ns/TYPE) shows.
+  description:
+    - The namespaces of the running service, type to C(type:[inode]) as C(readlink /proc/PID/ns/TYPE) shows; every
+      type the kernel has, created, joined or shared with the host.
+    - Empty when the service does not run, and for O(detach=false).
   returned: always
   type: dict
   sample: {pid: 'pid:[4026532481]', mount: 'mnt:[4026532478]', net: 'net:[4026532484]'}
