@@ -27,7 +27,7 @@ SANITY_ARGS ?=
 PYTEST_ARGS ?=
 
 # Steps of `make test`, in order. Hook for the molecule step: add `fleet` after `lint`.
-TEST_STEPS := sanity units integration lint
+TEST_STEPS := sanity units integration lint fleet
 
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)

@@ -5,6 +5,12 @@
 set -euo pipefail
 
 bin=$1
+# molecule installs the working tree's collection into $ANSIBLE_HOME/collections before each run;
+# keep that copy (and molecule's working files) under .build instead of ~/.ansible, where it
+# would shadow the collection for every other ansible run on this machine.
+export ANSIBLE_HOME="$PWD/.build/fleet-ansible-home"
+# molecule calls ansible-config / ansible-playbook by name.
+export PATH="$bin:$PATH"
 shopt -s nullglob
 scenarios=()
 for config in extensions/molecule/*/molecule.yml; do
