@@ -26,7 +26,7 @@ SANITY_PYTHON ?= $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_i
 SANITY_ARGS ?=
 PYTEST_ARGS ?=
 
-# Steps of `make test`, in order. Hook for the molecule step: add `fleet` after `lint`.
+# Steps of `make test`, in order (fleet = the molecule scenarios under extensions/molecule).
 TEST_STEPS := sanity units integration lint fleet
 
 export PATH := $(BIN):$(PATH)
