@@ -49,6 +49,8 @@ Started = collections.namedtuple('Started', 'pid service_pid start_time pidns_in
 
 # nsenter's order: user first (skipped on the first pass), mount late, time last.
 ENTER_ORDER = ('user', 'cgroup', 'ipc', 'uts', 'net', 'pid', 'mount', 'time')
+_NS_GET_USERNS = 0xb701  # ioctl_ns(2)
+_NS_GET_PARENT = 0xb702
 # How long a detached start may take before it is declared hung (a guard, not a measurement).
 START_GUARD_SECONDS = 60
 
@@ -584,6 +586,67 @@ def enter_types(target_pid, types):
     return [t for t in ENTER_ORDER if t in wanted and not (t == 'user' and target[t] == own.get(t))]
 
 
+def _ns_ioctl(fd, request):
+    """A new fd for the namespace ``request`` (NS_GET_USERNS / NS_GET_PARENT) names, or None."""
+    import fcntl
+    try:
+        return fcntl.ioctl(fd, request)
+    except OSError:
+        return None
+
+
+def _outer_owner(fds):
+    """fd of the user namespace that owns every other namespace to join, when it is a strict
+    ancestor of the target's own user namespace; else None.
+
+    bwrap nests a second user namespace inside its sandbox when it mounts devpts (``--dev``):
+    the sandbox's pid/net/... namespaces then belong to the outer one, and the unprivileged
+    owner gets CAP_SYS_ADMIN over them only by joining that outer user namespace first.
+    """
+    others = [fd for ns_type, fd in fds.items() if ns_type != 'user']
+    if 'user' not in fds or not others:
+        return None
+    owners = set()
+    owner_fd = None
+    for fd in others:
+        got = _ns_ioctl(fd, _NS_GET_USERNS)
+        if got is None:
+            return None
+        owners.add(os.fstat(got).st_ino)
+        if owner_fd is None:
+            owner_fd = got
+        else:
+            os.close(got)
+    target_ino = os.fstat(fds['user']).st_ino
+    if len(owners) != 1 or target_ino in owners:
+        os.close(owner_fd)
+        return None
+    wanted = owners.pop()
+    current = _ns_ioctl(fds['user'], _NS_GET_PARENT)
+    while current is not None:
+        ino = os.fstat(current).st_ino
+        parent = _ns_ioctl(current, _NS_GET_PARENT) if ino != wanted else None
+        os.close(current)
+        if ino == wanted:
+            return owner_fd
+        current = parent
+    os.close(owner_fd)
+    return None
+
+
+def _join_outer_owner(fds, target_pid):
+    owner_fd = _outer_owner(fds)
+    if owner_fd is None:
+        return
+    try:
+        _syscalls.setns(owner_fd, _inspect.CLONE_FLAG['user'],
+                        label='user namespace owning the namespaces of PID %d' % target_pid)
+    except KernelError:
+        pass  # the passes below report what cannot be joined
+    finally:
+        os.close(owner_fd)
+
+
 def _enter_child(fds, root_fd, cwd_fd, process, preserve_credentials, report_w, stdio, parent_pid,
                  target_pid):
     """E: setns in two passes like nsenter, fix credentials and root, fork, report."""
@@ -591,6 +654,7 @@ def _enter_child(fds, root_fd, cwd_fd, process, preserve_credentials, report_w, 
     _stdio(stdio)
     _process.close_fds(keep=(report_w, root_fd, cwd_fd) + tuple(fds.values()))
     done = set()
+    _join_outer_owner(fds, target_pid)
     for attempt in (0, 1):
         for ns_type in ENTER_ORDER[1 - attempt:]:
             if ns_type not in fds or ns_type in done:
