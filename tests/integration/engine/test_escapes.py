@@ -191,7 +191,8 @@ def host(test_user):  # pylint: disable=unused-argument
 def probe_config(host, ro_path, kind):
     keys = ('secret', 'host_pid', 'abstract', 'fd', 'fd_name', 'env_name')
     # Reversed, so the probe's own command line does not hold the marker it looks for.
-    return json.dumps(dict([(k, host[k]) for k in keys], ro_path=ro_path, kind=kind, marker=host['marker'][::-1]))
+    return json.dumps(dict([(k, host[k]) for k in keys], ro_path=ro_path, kind=kind,
+                           marker=host['marker'][::-1]))
 
 
 def one_shot(kind, host):

@@ -17,10 +17,8 @@ __metaclass__ = type
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 

@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap, _lifecycle, _spec, _target
-from ansible_collections.linuxns.isolation.plugins.module_utils._bwrap_driver import BwrapDriver, OPTIONS as BWRAP_OPTIONS
-from ansible_collections.linuxns.isolation.plugins.module_utils._bwrap_driver import argument_spec as bwrap_argument_spec
+from ansible_collections.linuxns.isolation.plugins.module_utils._bwrap_driver import (
+    BwrapDriver, OPTIONS as BWRAP_OPTIONS, argument_spec as bwrap_argument_spec)
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import SpecError, TargetError
 from ansible_collections.linuxns.isolation.plugins.module_utils._store import Store
 from ansible_collections.linuxns.isolation.plugins.modules import ns_exec
@@ -151,11 +151,16 @@ def clean_state_dir(tmp_path):
     return str(tmp_path / 'state')
 
 
-def assert_no_side_effect(state_dir, fds_before):
+def snapshot():
+    return len(os.listdir('/proc/self/fd')), sorted(children_of_self())
+
+
+def assert_no_side_effect(state_dir, before):
     parent = os.path.dirname(state_dir)
     assert os.listdir(parent) == [], 'validation created %s' % os.listdir(parent)
-    assert children_of_self() == [], 'validation left child processes %s' % children_of_self()
-    assert len(os.listdir('/proc/self/fd')) == fds_before, 'validation leaked a descriptor'
+    fds, children = snapshot()
+    assert children == before[1], 'validation left child processes %s' % children
+    assert fds == before[0], 'validation leaked a descriptor'
 
 
 def check_converge(driver, options, argument_spec, raw, state_dir):
@@ -164,7 +169,7 @@ def check_converge(driver, options, argument_spec, raw, state_dir):
     if params is None:
         event('rejected by Ansible')
         return None
-    fds_before = len(os.listdir('/proc/self/fd'))
+    before = snapshot()
     names = set(o.name for o in options)
     try:
         result = _lifecycle.converge(params, driver, True, Store(state_dir))
@@ -174,7 +179,7 @@ def check_converge(driver, options, argument_spec, raw, state_dir):
         assert base_option(exc.option) in names, 'SpecError names %r, not an option of the module' % exc.option
         assert "option '%s'" % exc.option in str(exc)
         result = None
-    assert_no_side_effect(state_dir, fds_before)
+    assert_no_side_effect(state_dir, before)
     return result
 
 
@@ -237,7 +242,7 @@ def test_ns_exec_options_validate_or_name_the_option(raw, clean_state_dir):
     if params is None or params['command'] is None and params['argv'] is None:
         event('rejected by Ansible')
         return
-    fds_before = len(os.listdir('/proc/self/fd'))
+    before = snapshot()
     try:
         if params['timeout'] is not None and params['timeout'] <= 0:
             raise TargetError("option 'timeout': %d must be a positive number of seconds" % params['timeout'])
@@ -253,4 +258,4 @@ def test_ns_exec_options_validate_or_name_the_option(raw, clean_state_dir):
         event('TargetError')
         named = str(exc).split("'")[1] if str(exc).startswith("option '") else None
         assert named in NS_EXEC['argument_spec'], 'TargetError names no option: %s' % exc
-    assert_no_side_effect(clean_state_dir, fds_before)
+    assert_no_side_effect(clean_state_dir, before)
