@@ -156,6 +156,8 @@ notes:
   - "Rootless use: run the task as an unprivileged user (C(become_user)) with V(user) in O(namespaces); the
     default O(state_dir) is then C($XDG_RUNTIME_DIR/linuxns). When the kernel refuses a user namespace, the error
     names the sysctls to check (C(user.max_user_namespaces), C(kernel.apparmor_restrict_unprivileged_userns))."
+  - "With O(user), the command gets E(HOME), E(USER) and E(LOGNAME) of that user (like C(su)), unless O(env) sets
+    them; with O(clear_env=true) set E(PATH) in O(env) if the command relies on it."
   - "Concurrent runs on the same O(name) (two plays, C(async) tasks) are serialised by a per-name lock in
     O(state_dir); the later one finds the service the first one started."
   - "The namespaces, id maps and mounts are set up in a child before the command is executed; a command that
