@@ -449,11 +449,11 @@ def bench_memory(table, args):
              ('mem-tini', 'pid_namespace', {'init': 'tini'}),
              ('mem-bwrap', 'bwrap_sandbox', {})]
     cases = [c for c in cases if module_present(c[1])]
-    tasks = [{'name': name, 'linuxns.isolation.%s' % module: dict(extra, name=name, argv=['sleep', '3600'],
-                                                                   state_dir=state_dir)}
+    tasks = [{'name': name,
+              'linuxns.isolation.%s' % module: dict(extra, name=name, argv=['sleep', '3600'], state_dir=state_dir)}
              for name, module, extra in cases]
-    cleanup = [{'name': 'rm ' + name, 'linuxns.isolation.%s' % module: {'name': name, 'state': 'absent',
-                                                                          'state_dir': state_dir}}
+    cleanup = [{'name': 'rm ' + name,
+                'linuxns.isolation.%s' % module: {'name': name, 'state': 'absent', 'state_dir': state_dir}}
                for name, module, _extra in cases]
     # --kill-child: killing unshare takes its PID namespace (and the sleep) down with it.
     anchor = subprocess.Popen(['unshare', '--pid', '--fork', '--mount-proc', '--kill-child', 'sleep', '3600'],
@@ -502,7 +502,7 @@ def _version(argv):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--quick', action='store_true', help='fewer repetitions and sizes')
     parser.add_argument('--play-reps', type=int, default=None,
                         help='plays of each kind per module row (default 2, 1 with --quick)')
@@ -527,12 +527,12 @@ def main(argv=None):
             except Exception as exc:  # pylint: disable=broad-except
                 # One broken row must not cost the others: report it and go on.
                 errors += 1
-                table.skip('%s (whole group)' % row, 'ERROR %s: %s' % (type(exc).__name__,
-                                                                     ' '.join(str(exc).split())[-300:]))
+                why = ' '.join(str(exc).split())[-300:]
+                table.skip('%s (whole group)' % row, 'ERROR %s: %s' % (type(exc).__name__, why))
     print(table.markdown())
     print()
-    print(machine_facts(load) + '; whole run %.0f s%s' % (time.perf_counter() - started,
-                                                         ' (--quick)' if args.quick else ''))
+    took = time.perf_counter() - started
+    print(machine_facts(load) + '; whole run %.0f s%s' % (took, ' (--quick)' if args.quick else ''))
     # A missed target is a measurement; only a benchmark that could not run fails the step.
     return 1 if errors else 0
 
