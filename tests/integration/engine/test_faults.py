@@ -123,52 +123,82 @@ def test_sigkill_of_pid1_then_converge_starts_a_new_one(services):
 
 # -- a killed module -----------------------------------------------------------------------
 
+# The module's process, dying at a chosen moment of a start (argv[2]): 'launching' (killed by
+# the test once the launcher has created the service's log), 'record-written' (right after the record's
+# rename), 'verifying' (while it checks the fresh service).
 CONVERGE_CHILD = r'''
-import json, os, sys
+import json, os, signal, sys
 from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle import PidNamespaceDriver, converge
 from ansible_collections.linuxns.isolation.plugins.module_utils._store import Store
 
-class Announcing(PidNamespaceDriver):
+mode = sys.argv[2]
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+class Driver(PidNamespaceDriver):
     def start(self, launch, log_path, status_path):
         os.write(1, b'starting\n')
         return PidNamespaceDriver.start(self, launch, log_path, status_path)
 
+    def verify(self, started, launch):
+        if mode == 'verifying':
+            die()
+        return PidNamespaceDriver.verify(self, started, launch)
+
+class DyingStore(Store):
+    def write(self, record):
+        Store.write(self, record)
+        if mode == 'record-written':
+            die()
+
 params = json.loads(sys.argv[1])
-converge(params, Announcing(), False, Store(params['state_dir']))
-os.write(1, b'done\n')
+converge(params, Driver(), False, DyingStore(params['state_dir']))
 '''
 
 
-@pytest.mark.parametrize('delay', [0.0, 0.005, 0.02, 0.06, 0.15, 0.25])
-def test_module_killed_mid_start_leaves_no_half_record(services, delay):
+@pytest.mark.parametrize('moment', ['launching', 'record-written', 'verifying'])
+def test_module_killed_mid_start_leaves_no_half_record(services, moment):
     marker, argv = marker_argv()
     params = {'name': 'half', 'argv': argv, 'state_dir': services.state_dir}
     services.names.add('half')
     env = dict(os.environ, PYTHONPATH=COLLECTIONS_ROOT)
-    module = subprocess.Popen([sys.executable, '-c', CONVERGE_CHILD, json.dumps(params)],
+    module = subprocess.Popen([sys.executable, '-c', CONVERGE_CHILD, json.dumps(params), moment],
                               stdout=subprocess.PIPE, env=env, cwd='/')
     try:
         assert select.select([module.stdout], [], [], HANG_GUARD)[0], 'the converge never reached start'
         assert module.stdout.readline() == b'starting\n'
-        time.sleep(delay)
-        module.kill()
+        if moment == 'launching':
+            log = services.store.log_path('half')
+            deadline = time.monotonic() + HANG_GUARD
+            while not os.path.exists(log) and module.poll() is None and time.monotonic() < deadline:
+                pass  # busy: the launch lasts milliseconds
+            module.kill()
     finally:
-        module.wait()
+        assert module.wait(timeout=HANG_GUARD) == -9
         module.stdout.close()
-    # Whatever moment the module died at, the record is absent or whole, never half-written.
-    record = services.store.read('half')
+    record = services.store.read('half')  # absent or whole: a damaged one raises StoreError
     # A temp file of a writer killed before its rename is hidden (dot file), never a record.
     assert all(e.startswith('.') for e in os.listdir(services.state_dir) if '.tmp-' in e)
-    assert services.store.names() == (['half'] if record is not None else [])
-    if record is not None:
+    if moment == 'launching':
+        assert record is None and services.store.names() == []
+        # The init of a launch whose module died stops its service (hang guard, not a timing).
+        deadline = time.monotonic() + HANG_GUARD
+        while live_marked(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert live_marked(marker) == [], 'a service without a record was left running'
+    else:
         services.pids.append(record.pid)
-    # A started service without a record would be a leak the next run cannot find.
-    assert len(live_marked(marker)) == (1 if record is not None and services.store.is_live(record) else 0)
+        assert services.store.names() == ['half'] and services.store.is_live(record)
+        assert len(live_marked(marker)) == 1
     again = services.converge('half', argv)
     assert services.store.is_live(services.store.read('half'))
     assert len(live_marked(marker)) == 1
-    assert again['changed'] is (record is None or not services.store.is_live(record) or
-                                again['pid'] != record.pid)
+    if moment == 'launching':
+        assert again['changed'] is True
+    else:
+        # The record the killed module wrote names the running service: nothing to do.
+        assert again['changed'] is False and again['pid'] == record.pid
 
 
 # -- damaged records -----------------------------------------------------------------------
