@@ -18,16 +18,11 @@ import os
 import re
 
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import TargetError
-from ansible_collections.linuxns.isolation.plugins.module_utils import _syscalls
+from ansible_collections.linuxns.isolation.plugins.module_utils._syscalls import (  # noqa: F401 -- re-exported
+    CLONE_FLAG, NS_TYPES)
 
-NS_TYPES = ('pid', 'mount', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time')
 PROC_NAME = dict((t, 'mnt' if t == 'mount' else t) for t in NS_TYPES)
 TYPE_OF_PROC_NAME = dict((v, k) for k, v in PROC_NAME.items())
-CLONE_FLAG = {
-    'pid': _syscalls.CLONE_NEWPID, 'mount': _syscalls.CLONE_NEWNS, 'net': _syscalls.CLONE_NEWNET,
-    'ipc': _syscalls.CLONE_NEWIPC, 'uts': _syscalls.CLONE_NEWUTS, 'user': _syscalls.CLONE_NEWUSER,
-    'cgroup': _syscalls.CLONE_NEWCGROUP, 'time': _syscalls.CLONE_NEWTIME,
-}
 
 NS_GET_USERNS = 0xb701
 PF_KTHREAD = 0x00200000

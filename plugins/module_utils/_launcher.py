@@ -39,11 +39,12 @@ import time
 from ansible_collections.linuxns.isolation.plugins.module_utils import _errors
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import (
     KernelError, LinuxnsError, StartError, TargetError)
-from ansible_collections.linuxns.isolation.plugins.module_utils import _init_exec
-from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
 from ansible_collections.linuxns.isolation.plugins.module_utils import _process
 from ansible_collections.linuxns.isolation.plugins.module_utils import _syscalls
-from ansible_collections.linuxns.isolation.plugins.module_utils._namespaces import NamespaceSetup
+
+# _inspect (the /proc readers), _init_exec and _namespaces are imported by the functions that
+# use them: an Ansible module compiles its engine files on every task, and a one-shot launch
+# needs no /proc reader, ns_exec's enter() no namespace setup or init.
 
 Started = collections.namedtuple('Started', 'pid service_pid start_time pidns_inode namespaces')
 
@@ -384,10 +385,12 @@ def _pid1(setup, process, lifecycle, report_w, alive_r, status_path, tini_path, 
                 process.argv[0], OSError(errno.ENOENT, 'not found'), env))
         _process.apply_and_exec(process, argv=[tini_path, '-s', '--'] + list(process.argv),
                                 report_fd=report_w)
-    elif init_payload is not None:
-        _init_exec.start(process, lifecycle, report_w, status_path, init_payload)
     else:
-        _init_exec.run_builtin(process, lifecycle, report_w, status_path)
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _init_exec
+        if init_payload is not None:
+            _init_exec.start(process, lifecycle, report_w, status_path, init_payload)
+        else:
+            _init_exec.run_builtin(process, lifecycle, report_w, status_path)
 
 
 # -- parent side --------------------------------------------------------------
@@ -402,6 +405,7 @@ def _tini_path(lifecycle):
 
 
 def _setup_for(namespaces):
+    from ansible_collections.linuxns.isolation.plugins.module_utils._namespaces import NamespaceSetup
     join = dict(_field(namespaces, 'join', None) or ())
     return NamespaceSetup(namespaces, extra_create=() if 'pid' in join else ('pid',))
 
@@ -476,6 +480,7 @@ def _find_service(pid1, nspid, tini):
     """Host PID of the service under PID 1 (a brief wait for tini to fork it)."""
     if nspid is None and not tini:
         return pid1
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
     for _attempt in range(100):
         for child in _inspect.children(pid1):
             try:
@@ -495,6 +500,7 @@ def _builtin_init_payload(process, lifecycle, status_path):
     caller's files (an AnsiballZ zip) still exist; else the text of why not (it then runs in the
     fork and says so in the log)."""
     try:
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _init_exec
         return _init_exec.build_payload(process, lifecycle, status_path)
     except Exception as exc:  # any failure only costs memory: the init falls back to the fork
         return '%s: %s' % (type(exc).__name__, exc)
@@ -504,6 +510,7 @@ def start_detached(process, namespaces, lifecycle, log_path, status_path):
     """Start ``process`` as a background service in new namespaces; returns ``Started`` once
     the namespaces exist and the service was exec'd. ``pid`` is the host PID of the new PID
     namespace's PID 1, ``service_pid`` that of the user's process."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
     setup = _setup_for(namespaces)
     tini_path = _tini_path(lifecycle)
     init_payload = None
@@ -570,6 +577,7 @@ def _open_target(target_pid, name, flags):
 def enter_types(target_pid, types):
     """The namespace types ``enter`` would join: ``None``/``'all'`` means every namespace of the
     target that differs from the caller's (like ``nsenter --all``)."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
     target = _inspect.namespaces_of(target_pid)
     own = _inspect.namespaces_of(os.getpid())
     if types is None or types == 'all' or list(types) == ['all']:
@@ -639,7 +647,7 @@ def _join_outer_owner(fds, target_pid):
     if owner_fd is None:
         return
     try:
-        _syscalls.setns(owner_fd, _inspect.CLONE_FLAG['user'],
+        _syscalls.setns(owner_fd, _syscalls.CLONE_FLAG['user'],
                         label='user namespace owning the namespaces of PID %d' % target_pid)
     except KernelError:
         pass  # the passes below report what cannot be joined
@@ -660,7 +668,7 @@ def _enter_child(fds, root_fd, cwd_fd, process, preserve_credentials, report_w, 
             if ns_type not in fds or ns_type in done:
                 continue
             try:
-                _syscalls.setns(fds[ns_type], _inspect.CLONE_FLAG[ns_type],
+                _syscalls.setns(fds[ns_type], _syscalls.CLONE_FLAG[ns_type],
                                 label='%s namespace of PID %d' % (ns_type, target_pid))
             except KernelError:
                 if attempt == 0:
@@ -703,6 +711,7 @@ def _enter_child(fds, root_fd, cwd_fd, process, preserve_credentials, report_w, 
 def enter(target_pid, types, process, root=False, preserve_credentials=False, stdin=None, timeout=None):
     """Run ``process`` inside the namespaces of ``target_pid`` (like nsenter) and return a
     ``RunResult`` whose ``entered`` maps each joined type to its ``type:[inode]`` link."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
     try:
         target_pid = int(target_pid)
     except (TypeError, ValueError):

@@ -18,16 +18,16 @@ __metaclass__ = type
 import collections
 import datetime
 import errno
-import glob
 import os
 import signal
 import time
 
-from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
 from ansible_collections.linuxns.isolation.plugins.module_utils import _spec
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import (
     LinuxnsError, StartError, StoreError)
-from ansible_collections.linuxns.isolation.plugins.module_utils._store import Record, Store
+
+# A one-shot (detach: false) never touches the store nor reads /proc of a service: _store and
+# _inspect are imported where a service is handled, so a one-shot task does not compile them.
 
 # How long a fresh service is watched for an immediate death before the task returns.
 START_GRACE = 0.3
@@ -85,6 +85,7 @@ class PidNamespaceDriver(Driver):
                                      timeout=timeout, stdin=stdin)
 
     def verify(self, started, launch):
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
         ident = _inspect.identity(started.pid)
         if ident is None or ident.start_time != started.start_time:
             raise StartError('PID 1 of the new namespace (host PID %d) is gone right after the start'
@@ -161,9 +162,11 @@ def _diff(driver, name, state, record, live, actions, canonical, damaged=False):
 # ---------------------------------------------------------------------------
 # converge
 
-def converge(module_params, driver, check_mode, store):
+def converge(module_params, driver, check_mode, store=None):
     """Bring the service described by ``module_params`` to its ``state``; return the result dict.
 
+    ``store`` None: the ``Store`` of the ``state_dir`` option, made only when a service is
+    handled (a one-shot neither needs nor checks the state directory).
     Raises LinuxnsError (SpecError, StoreError, StartError, KernelError) for an expected
     failure; a one-shot that exits non-zero or times out is a result with ``failed: true``.
     """
@@ -173,6 +176,9 @@ def converge(module_params, driver, check_mode, store):
     if not detach and state != 'absent':
         canonical, launch = driver.build(params)
         return _one_shot(params, driver, canonical, launch, check_mode)
+    if store is None:
+        from ansible_collections.linuxns.isolation.plugins.module_utils._store import Store
+        store = Store(params.get('state_dir'))
     canonical = launch = None
     if state in ('started', 'restarted') or has_command:
         canonical, launch = driver.build(params)
@@ -254,6 +260,7 @@ def _unlink(path):
 
 
 def _start(params, driver, store, name, canonical, launch, desired_hash):
+    from ansible_collections.linuxns.isolation.plugins.module_utils._store import Record
     store.ensure_dir()
     log_path = _spec.OPTIONS['log_path'].normalise(params['log_path']) if params.get('log_path') \
         else store.log_path(name)
@@ -362,6 +369,7 @@ def _host_service_pid(record, status):
         return record.service_pid
     if inner is None:
         return None  # between two restarts: the recorded PID is the previous, dead service
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
     try:
         for child in _inspect.children(record.pid):
             if _inspect.nspid(child)[-1] == inner:
@@ -395,6 +403,7 @@ def _service_result(params, driver, store, name, state, record, live, desired_ha
 # one-shot (detach: false)
 
 def _matches(pattern, chdir):
+    import glob
     if not os.path.isabs(pattern):
         pattern = os.path.join(chdir or os.getcwd(), pattern)
     return bool(glob.glob(pattern))
@@ -450,8 +459,7 @@ def launch_argv(launch):
 def run_module(module, driver):
     """The whole ``main()`` of a lifecycle module, given its AnsibleModule and Driver."""
     try:
-        store = Store(module.params.get('state_dir'))
-        result = converge(module.params, driver, module.check_mode, store)
+        result = converge(module.params, driver, module.check_mode)
     except LinuxnsError as exc:
         module.fail_json(msg=str(exc))
     result.pop('actions', None)

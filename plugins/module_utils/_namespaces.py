@@ -27,7 +27,7 @@ import subprocess
 
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import KernelError, LinuxnsError
 from ansible_collections.linuxns.isolation.plugins.module_utils import _syscalls
-from ansible_collections.linuxns.isolation.plugins.module_utils._inspect import CLONE_FLAG, NS_TYPES
+from ansible_collections.linuxns.isolation.plugins.module_utils._syscalls import CLONE_FLAG, NS_TYPES
 
 PROPAGATION_FLAGS = {
     'private': _syscalls.MS_REC | _syscalls.MS_PRIVATE,

@@ -28,6 +28,14 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
+# The user-facing namespace types and their flags (re-exported by _inspect). Kept here, with the
+# flags, so a launch imports no /proc reader.
+NS_TYPES = ('pid', 'mount', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time')
+CLONE_FLAG = {
+    'pid': CLONE_NEWPID, 'mount': CLONE_NEWNS, 'net': CLONE_NEWNET, 'ipc': CLONE_NEWIPC,
+    'uts': CLONE_NEWUTS, 'user': CLONE_NEWUSER, 'cgroup': CLONE_NEWCGROUP, 'time': CLONE_NEWTIME,
+}
+
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4

@@ -407,11 +407,12 @@ stderr_lines:
 
 from ansible.module_utils.basic import AnsibleModule
 
+# First of the engine: inside AnsiballZ it makes every later engine import compile once, not twice.
+from ansible_collections.linuxns.isolation.plugins.module_utils import _zipload  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.linuxns.isolation.plugins.module_utils._bwrap import version_text
 from ansible_collections.linuxns.isolation.plugins.module_utils._bwrap_driver import BwrapDriver, argument_spec
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import LinuxnsError
 from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle import converge
-from ansible_collections.linuxns.isolation.plugins.module_utils._store import Store
 
 
 def main():
@@ -419,8 +420,7 @@ def main():
                            mutually_exclusive=[('command', 'argv')])
     driver = BwrapDriver()
     try:
-        store = Store(module.params.get('state_dir'))
-        result = converge(module.params, driver, module.check_mode, store)
+        result = converge(module.params, driver, module.check_mode)
     except LinuxnsError as exc:
         launch = driver.launch
         module.fail_json(msg=str(exc), argv=launch.argv if launch else None,

@@ -257,6 +257,8 @@ import shlex
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_text
 
+# First of the engine: inside AnsiballZ it makes every later engine import compile once, not twice.
+from ansible_collections.linuxns.isolation.plugins.module_utils import _zipload  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import (
     LinuxnsError,
     TargetError,

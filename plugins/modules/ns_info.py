@@ -194,6 +194,8 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+# First of the engine: inside AnsiballZ it makes every later engine import compile once, not twice.
+from ansible_collections.linuxns.isolation.plugins.module_utils import _zipload  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import LinuxnsError
 from ansible_collections.linuxns.isolation.plugins.module_utils._facts import gather
 

@@ -345,6 +345,8 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
+# First of the engine: inside AnsiballZ it makes every later engine import compile once, not twice.
+from ansible_collections.linuxns.isolation.plugins.module_utils import _zipload  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle import PidNamespaceDriver, run_module
 from ansible_collections.linuxns.isolation.plugins.module_utils._spec import pid_namespace_argument_spec
 

@@ -60,7 +60,10 @@ def test_all_eight_types_at_once_as_test_user(run_as_test_user):
 
 
 def test_new_pid_namespace_shows_only_its_own_tree():
-    result = run_oneshot(proc_spec(['sh', '-c', 'sleep 30 & ps -eo pid,comm --no-headers; kill $!']),
+    # ps runs once the background job has exec'd sleep (before that its comm is still sh).
+    script = ('sleep 30 & until [ "$(cat /proc/$!/comm)" = sleep ]; do :; done; '
+              'ps -eo pid,comm --no-headers; kill $!')
+    result = run_oneshot(proc_spec(['sh', '-c', script]),
                          ns_spec(('pid', 'mount')), lifecycle('none'))
     assert result.rc == 0, result
     rows = [line.split() for line in result.stdout.strip().splitlines()]
