@@ -311,7 +311,7 @@ class Entry(object):
         self.types = types
 
     def run(self, process, stdin=None, timeout=None):
-        from ansible_collections.linuxns.isolation.plugins.module_utils._launcher import enter
+        from ansible_collections.linuxns.isolation.plugins.module_utils._enter import enter
         params = self.module.params
         try:
             return enter(self.target.pid, self.types, process, root=params['root'],
