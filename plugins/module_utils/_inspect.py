@@ -18,7 +18,8 @@ import os
 import re
 
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import TargetError
-from ansible_collections.linuxns.isolation.plugins.module_utils._syscalls import (  # noqa: F401 -- re-exported
+# Defined with the flags in _syscalls (a launch imports no /proc reader); part of this API too.
+from ansible_collections.linuxns.isolation.plugins.module_utils._syscalls import (  # noqa: F401 pylint: disable=unused-import
     CLONE_FLAG, NS_TYPES)
 
 PROC_NAME = dict((t, 'mnt' if t == 'mount' else t) for t in NS_TYPES)
