@@ -148,7 +148,7 @@ def module_source(short_name):
     return full_name, source, getattr(module, '__file__', None) or '<%s>' % full_name
 
 
-def build_payload(process, lifecycle, status_path):
+def build_payload(process, lifecycle, status_path, commit_fd=None):
     """The bytes PID 1 hands to the fresh interpreter; raises when they cannot be built."""
     import marshal
     sources = {}
@@ -158,12 +158,13 @@ def build_payload(process, lifecycle, status_path):
     config = {'process': _fields(process, PROCESS_FIELDS),
               'lifecycle': _fields(lifecycle, LIFECYCLE_FIELDS),
               'status_path': _plain(status_path),
+              'commit_fd': commit_fd,
               'environ': dict(os.environ)}
     return marshal.dumps({'bootstrap': _BOOTSTRAP, 'sources': sources, 'config': config,
                           'main': '%s._init_exec' % ENGINE})
 
 
-def exec_init(payload, report_w):
+def exec_init(payload, report_w, commit_fd=None):
     """Replace this process (PID 1) by a fresh interpreter running the init; returns only when the
     exec failed, with the reason, and ``report_w`` back to close-on-exec."""
     executable = sys.executable
@@ -179,6 +180,8 @@ def exec_init(payload, report_w):
             data = data[os.write(payload_fd, data):]
         os.lseek(payload_fd, 0, os.SEEK_SET)
         os.set_inheritable(report_w, True)
+        if commit_fd is not None:
+            os.set_inheritable(commit_fd, True)
         os.execve(executable, [executable, '-I', '-S', '-c', _READ_PAYLOAD, str(payload_fd),
                                str(report_w), INIT_NAME], dict(os.environ))
     except (OSError, ValueError) as exc:
@@ -187,18 +190,20 @@ def exec_init(payload, report_w):
         # Reached only when the exec failed.
         os.close(payload_fd)
         os.set_inheritable(report_w, False)
+        if commit_fd is not None:
+            os.set_inheritable(commit_fd, False)
 
 
-def start(process, lifecycle, report_w, status_path, payload):
+def start(process, lifecycle, report_w, status_path, payload, commit_fd=None):
     """In PID 1: run the init in a fresh interpreter from ``payload`` (bytes, or the text of why it
     could not be built), else here. Never returns."""
     if isinstance(payload, bytes):
-        reason = exec_init(payload, report_w)
+        reason = exec_init(payload, report_w, commit_fd)
     else:
         reason = payload
     _say('cannot run the init in a fresh interpreter (%s); it runs in a fork of the launching '
          'process instead, which keeps that process\'s memory' % (reason,))
-    run_builtin(process, lifecycle, report_w, status_path)
+    run_builtin(process, lifecycle, report_w, status_path, commit_fd)
 
 
 # -- init side (the exec'd interpreter, or the fallback) ---------------------------------------------
@@ -216,7 +221,7 @@ def main(config, report_w):
     os.environ.clear()
     os.environ.update(config['environ'])
     run_builtin(_Fields(config['process']), _Fields(config['lifecycle']), report_w,
-                config['status_path'])
+                config['status_path'], config.get('commit_fd'))
 
 
 def _say(text):
@@ -243,8 +248,11 @@ def _set_name(name):
 
 
 def _close_fds(keep):
-    os.closerange(3, keep)
-    os.closerange(keep + 1, 1 << 20)
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
 
 
 def _read_all(fd):
@@ -300,11 +308,29 @@ def _answer_launcher(report_w, message, service_pid):
         os.close(report_w)
 
 
-def run_builtin(process, lifecycle, report_w, status_path):
+def _await_commit(commit_fd, service_pid):
+    """Wait until the launcher has recorded the service (one byte on ``commit_fd``). EOF means
+    it died first: no record names this service, so nothing may keep it."""
+    try:
+        committed = os.read(commit_fd, 1)
+    except OSError:
+        committed = b''
+    os.close(commit_fd)
+    if not committed:
+        _say('the launching process exited before it recorded the service; stopping it')
+        try:
+            os.kill(service_pid, signal.SIGKILL)  # our unreaped child: the PID cannot have been reused
+        except OSError:
+            pass
+        os._exit(_ABANDONED)
+
+
+def run_builtin(process, lifecycle, report_w, status_path, commit_fd=None):
     """Supervise ``process`` with the builtin init; the first spawn answers the launcher on
-    ``report_w`` (service exec'd, or why not). Never returns."""
+    ``report_w`` (service exec'd, or why not) and, with ``commit_fd``, waits until the launcher
+    has recorded it. Never returns."""
     from ansible_collections.linuxns.isolation.plugins.module_utils._init import run_init
-    _close_fds(report_w)
+    _close_fds((report_w,) if commit_fd is None else (report_w, commit_fd))
     _set_name(INIT_NAME)
     state = {'report_w': report_w}
 
@@ -324,6 +350,8 @@ def run_builtin(process, lifecycle, report_w, status_path):
         if first_report is not None:
             _answer_launcher(first_report, failure or (
                 '{"nspid": %d, "t": "service"}\n' % pid).encode('ascii'), pid)
+            if commit_fd is not None and not failure:
+                _await_commit(commit_fd, pid)
         elif failure:
             _log_failure(failure)
         return pid

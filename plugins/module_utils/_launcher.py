@@ -46,7 +46,10 @@ from ansible_collections.linuxns.isolation.plugins.module_utils import _syscalls
 # that use them: an Ansible module compiles its engine files on every task, and a one-shot launch
 # needs no /proc reader nor enter(), ns_exec's enter() no namespace setup or init.
 
-Started = collections.namedtuple('Started', 'pid service_pid start_time pidns_inode namespaces')
+# ``commit``: with start_detached(commit=True), call it once the service is recorded; until then
+# the builtin init stops the service if the caller dies (None otherwise).
+Started = collections.namedtuple('Started', 'pid service_pid start_time pidns_inode namespaces commit')
+Started.__new__.__defaults__ = (None,)
 
 # How long a detached start may take before it is declared hung (a guard, not a measurement).
 START_GUARD_SECONDS = 60
@@ -334,14 +337,14 @@ def _wait_status(pid):
 
 
 def _launch_child(setup, process, lifecycle, detached, report_w, go_r, stdio, parent_pid,
-                  status_path, tini_path, init_payload=None):
+                  status_path, tini_path, init_payload=None, commit_r=None):
     """C: enter the namespaces, fork PID 1, then report its status (one-shot) or leave (detached)."""
     if detached:
         os.setsid()
     else:
         _die_with_parent(parent_pid)
     _stdio(stdio)
-    _process.close_fds(keep=(report_w, go_r))
+    _process.close_fds(keep=(report_w, go_r) if commit_r is None else (report_w, go_r, commit_r))
     setup.join_and_unshare()
     if setup.creates_user:
         _process.report(report_w, {'t': 'unshared'})
@@ -355,8 +358,10 @@ def _launch_child(setup, process, lifecycle, detached, report_w, go_r, stdio, pa
         os.close(alive_w)
         _process.child_main(report_w, lambda: _pid1(
             setup, process, lifecycle, report_w, None if detached else alive_r, status_path, tini_path,
-            init_payload))
+            init_payload, commit_r))
     os.close(alive_r)
+    if commit_r is not None:
+        os.close(commit_r)
     _process.report(report_w, {'t': 'pid1', 'pid': pid})
     if detached:
         return
@@ -365,7 +370,7 @@ def _launch_child(setup, process, lifecycle, detached, report_w, go_r, stdio, pa
     _process.report(report_w, {'t': 'status', 'wait': status})
 
 
-def _pid1(setup, process, lifecycle, report_w, alive_r, status_path, tini_path, init_payload):
+def _pid1(setup, process, lifecycle, report_w, alive_r, status_path, tini_path, init_payload, commit_r=None):
     """G: PID 1 of the new PID namespace. A detached builtin init gets ``init_payload`` and runs in
     a fresh interpreter (``_init_exec``); a one-shot's stays in this fork, which dies with the run."""
     if alive_r is not None:
@@ -384,9 +389,9 @@ def _pid1(setup, process, lifecycle, report_w, alive_r, status_path, tini_path, 
     else:
         from ansible_collections.linuxns.isolation.plugins.module_utils import _init_exec
         if init_payload is not None:
-            _init_exec.start(process, lifecycle, report_w, status_path, init_payload)
+            _init_exec.start(process, lifecycle, report_w, status_path, init_payload, commit_r)
         else:
-            _init_exec.run_builtin(process, lifecycle, report_w, status_path)
+            _init_exec.run_builtin(process, lifecycle, report_w, status_path, commit_r)
 
 
 # -- parent side --------------------------------------------------------------
@@ -495,44 +500,59 @@ def _find_service(pid1, nspid, tini):
     return None
 
 
-def _builtin_init_payload(process, lifecycle, status_path):
+def _builtin_init_payload(process, lifecycle, status_path, commit_fd=None):
     """What PID 1 needs to run the builtin init in a fresh interpreter, read here while the
     caller's files (an AnsiballZ zip) still exist; else the text of why not (it then runs in the
     fork and says so in the log)."""
     try:
         from ansible_collections.linuxns.isolation.plugins.module_utils import _init_exec
-        return _init_exec.build_payload(process, lifecycle, status_path)
+        return _init_exec.build_payload(process, lifecycle, status_path, commit_fd)
     except Exception as exc:  # any failure only costs memory: the init falls back to the fork
         return '%s: %s' % (type(exc).__name__, exc)
 
 
-def start_detached(process, namespaces, lifecycle, log_path, status_path):
+def _commit_once(commit_w):
+    def commit():
+        try:
+            os.write(commit_w, b'c')
+        finally:
+            os.close(commit_w)
+    return commit
+
+
+def start_detached(process, namespaces, lifecycle, log_path, status_path, commit=False):
     """Start ``process`` as a background service in new namespaces; returns ``Started`` once
     the namespaces exist and the service was exec'd. ``pid`` is the host PID of the new PID
-    namespace's PID 1, ``service_pid`` that of the user's process."""
+    namespace's PID 1, ``service_pid`` that of the user's process.
+
+    ``commit=True`` (builtin init only): the init waits for ``Started.commit()`` before it
+    supervises, and stops the service if this process dies first, so a caller killed between
+    this return and writing its record leaves no service that nothing names."""
     from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
     setup = _setup_for(namespaces)
     tini_path = _tini_path(lifecycle)
-    init_payload = None
-    if (_field(lifecycle, 'init', 'builtin') or 'builtin') == 'builtin':
-        init_payload = _builtin_init_payload(process, lifecycle, status_path)
+    builtin = (_field(lifecycle, 'init', 'builtin') or 'builtin') == 'builtin'
     try:
         log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise KernelError(exc.errno, 'open log file %s' % log_path,
                           'its directory must exist and be writable by the user running the service')
+    commit_r, commit_w = _pipe() if commit and builtin else (None, None)
+    init_payload = _builtin_init_payload(process, lifecycle, status_path, commit_r) if builtin else None
     null_fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     report_r, report_w = _pipe()
     go_r, go_w = _pipe()
     parent_pid = os.getpid()
-    pid = _fork((report_r, report_w, go_r, go_w, log_fd, null_fd))
+    pid = _fork((report_r, report_w, go_r, go_w, log_fd, null_fd, commit_r, commit_w))
     if pid == 0:
         _process.child_main(report_w, lambda: _launch_child(
             setup, process, lifecycle, True, report_w, go_r, (null_fd, log_fd, log_fd), parent_pid,
-            status_path, tini_path, init_payload))
-    for fd in (report_w, go_r, log_fd, null_fd):
-        os.close(fd)
+            status_path, tini_path, init_payload, commit_r))
+    for fd in (report_w, go_r, log_fd, null_fd, commit_r):
+        if fd is not None:
+            os.close(fd)
     session = _Session(pid, setup=setup, go_w=go_w)
+    committed = False  # whether commit_w went to the caller inside Started.commit
     try:
         session.run(report_r, guard=START_GUARD_SECONDS)
         if session.error is not None:
@@ -551,13 +571,18 @@ def start_detached(process, namespaces, lifecycle, log_path, status_path):
                              % (log_path, _log_tail(log_path)))
         service_pid = _find_service(session.pid1, session.service_nspid if init == 'builtin' else None,
                                     init == 'tini')
-        return Started(session.pid1, service_pid, ident.start_time, ident.pidns_inode,
-                       _inspect.namespaces_of(session.pid1))
+        started = Started(session.pid1, service_pid, ident.start_time, ident.pidns_inode,
+                          _inspect.namespaces_of(session.pid1),
+                          _commit_once(commit_w) if commit_w is not None else None)
+        committed = True
+        return started
     except BaseException:
         session.kill()
         raise
     finally:
         session.close()
+        if commit_w is not None and not committed:
+            os.close(commit_w)
 
 
 # -- enter (in _enter, which a launch does not need) ----------------------------------------------

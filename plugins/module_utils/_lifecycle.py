@@ -77,7 +77,7 @@ class PidNamespaceDriver(Driver):
     def start(self, launch, log_path, status_path):
         from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher
         return _launcher.start_detached(launch.process, launch.namespaces, launch.lifecycle,
-                                        log_path, status_path)
+                                        log_path, status_path, commit=True)
 
     def run_oneshot(self, launch, timeout, stdin=None):
         from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher
@@ -280,8 +280,11 @@ def _start(params, driver, store, name, canonical, launch, desired_hash):
             start_time=started.start_time, pidns_inode=started.pidns_inode,
             service_pid=started.service_pid, started_at=_now(), log_path=log_path,
             namespaces=dict(started.namespaces or {}))
-        # Written before verification: a module killed from here on leaves a findable service.
+        # Written before verification: a module killed from here on leaves a findable service;
+        # one killed before it leaves none (the init stops a service that was never committed).
         store.write(record)
+        if getattr(started, 'commit', None) is not None:
+            started.commit()
         _raise_if_dead(store, record, log_path, log_offset)
         try:
             driver.verify(started, launch)

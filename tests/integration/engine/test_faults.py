@@ -155,8 +155,9 @@ def test_sigkill_of_pid1_then_converge_starts_a_new_one(services):
 # -- a killed module -----------------------------------------------------------------------
 
 # The module's process, dying at a chosen moment of a start (argv[2]): 'launching' (killed by
-# the test once the launcher has created the service's log), 'record-written' (right after the record's
-# rename), 'verifying' (while it checks the fresh service).
+# the test once the launcher has created the service's log), 'started' (the launcher returned, the
+# record is not written yet), 'record-written' (right after the record's rename), 'verifying' (while
+# it checks the fresh service).
 CONVERGE_CHILD = r'''
 import json, os, signal, sys
 from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle import PidNamespaceDriver, converge
@@ -170,7 +171,10 @@ def die():
 class Driver(PidNamespaceDriver):
     def start(self, launch, log_path, status_path):
         os.write(1, b'starting\n')
-        return PidNamespaceDriver.start(self, launch, log_path, status_path)
+        started = PidNamespaceDriver.start(self, launch, log_path, status_path)
+        if mode == 'started':
+            die()
+        return started
 
     def verify(self, started, launch):
         if mode == 'verifying':
@@ -188,7 +192,7 @@ converge(params, Driver(), False, DyingStore(params['state_dir']))
 '''
 
 
-@pytest.mark.parametrize('moment', ['launching', 'record-written', 'verifying'])
+@pytest.mark.parametrize('moment', ['launching', 'started', 'record-written', 'verifying'])
 def test_module_killed_mid_start_leaves_no_half_record(services, moment):
     marker, argv = services.marker_argv()
     params = {'name': 'half', 'argv': argv, 'state_dir': services.state_dir}
@@ -211,13 +215,24 @@ def test_module_killed_mid_start_leaves_no_half_record(services, moment):
     record = services.store.read('half')  # absent or whole: a damaged one raises StoreError
     # A temp file of a writer killed before its rename is hidden (dot file), never a record.
     assert all(e.startswith('.') for e in os.listdir(services.state_dir) if '.tmp-' in e)
-    if moment == 'launching':
-        assert record is None and services.store.names() == []
-        # The init of a launch whose module died stops its service (hang guard, not a timing).
-        deadline = time.monotonic() + HANG_GUARD
+    # Until the module commits (right after its record's rename), the init stops a service whose
+    # module died: no copy runs unnamed. 'record-written' dies in between: a whole record naming
+    # a stopped service, which the next run replaces.
+    uncommitted = moment in ('launching', 'started', 'record-written')
+    if moment == 'record-written':
+        services.pids.append(record.pid)
+        assert services.store.names() == ['half']
+    else:
+        assert (record is None) == uncommitted
+    if uncommitted:
+        deadline = time.monotonic() + HANG_GUARD  # a hang guard, not a timing
         while live_marked(marker) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert live_marked(marker) == [], 'a service without a record was left running'
+        assert live_marked(marker) == [], 'a service its module never committed was left running'
+        if record is not None:
+            assert not services.store.is_live(record)
+        else:
+            assert services.store.names() == []
     else:
         services.pids.append(record.pid)
         assert services.store.names() == ['half'] and services.store.is_live(record)
@@ -225,7 +240,7 @@ def test_module_killed_mid_start_leaves_no_half_record(services, moment):
     again = services.converge('half', argv)
     assert services.store.is_live(services.store.read('half'))
     assert len(live_marked(marker)) == 1
-    if moment == 'launching':
+    if uncommitted:
         assert again['changed'] is True
     else:
         # The record the killed module wrote names the running service: nothing to do.
