@@ -33,7 +33,6 @@ import collections
 import errno
 import json
 import os
-import select
 import signal
 import sys
 import time
@@ -188,18 +187,6 @@ def _pidfd_open(pid):
     return os.pidfd_open(pid)
 
 
-def _wait_exit(pidfd, timeout):
-    poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
-    deadline = time.monotonic() + max(0.0, float(timeout))
-    while True:
-        remaining = deadline - time.monotonic()
-        if poller.poll(max(0, int(remaining * 1000))):
-            return True
-        if remaining <= 0:
-            return False
-
-
 def _init_source():
     """The source of the collection's init (also from inside AnsiballZ's zip), plus its main."""
     from ansible_collections.linuxns.isolation.plugins.module_utils import _init
@@ -350,6 +337,7 @@ class BwrapDriver(Driver):
 
     def stop(self, store, record, stop_signal, stop_timeout):
         """Graceful stop of the command, then SIGKILL of the sandbox's PID 1."""
+        from ansible_collections.linuxns.isolation.plugins.module_utils._store import wait_exit
         if not store.is_live(record):
             return 'gone'
         try:
@@ -370,10 +358,10 @@ class BwrapDriver(Driver):
                 self._signal_child(record.pid, target, stop_signal)
             else:
                 store.signal(record, stop_signal)
-            if _wait_exit(pid1, stop_timeout):
+            if wait_exit(pid1, stop_timeout):
                 return 'signal'
             store.signal(record, signal.SIGKILL)
-            if not _wait_exit(pid1, _KILL_GRACE):
+            if not wait_exit(pid1, _KILL_GRACE):
                 raise StartError('PID 1 of sandbox %s (host PID %d) survived SIGKILL for %s s'
                                  % (record.name, record.pid, _KILL_GRACE))
             return 'killed'

@@ -226,14 +226,5 @@ def enter(target_pid, types, process, root=False, preserve_credentials=False, st
             if fd is not None:
                 os.close(fd)
     session = _Session(pid, kill_group=True)
-    try:
-        stdout, stderr = session.run(report_r, out_r, err_r, in_w, data or b'', timeout=timeout)
-    except BaseException:
-        session.kill()
-        session.reap_child()
-        raise
-    finally:
-        session.close()
-    if session.error is not None and not session.timed_out:
-        raise session.error
+    stdout, stderr = session.run_to_end(report_r, out_r, err_r, in_w, data, timeout)
     return RunResult(session.exit_code(), stdout, stderr, session.pid1, session.timed_out, entered)

@@ -298,14 +298,18 @@ def _answer_launcher(report_w, message, service_pid):
     try:
         os.write(report_w, message)  # one line below PIPE_BUF: written whole or not at all
     except OSError:
-        _say('the launching process exited before it learned that the service started; stopping it')
-        try:
-            os.kill(service_pid, signal.SIGKILL)  # our unreaped child: the PID cannot have been reused
-        except OSError:
-            pass
-        os._exit(_ABANDONED)
+        _abandon(service_pid, 'learned that the service started')
     finally:
         os.close(report_w)
+
+
+def _abandon(service_pid, what):
+    _say('the launching process exited before it %s; stopping it' % (what,))
+    try:
+        os.kill(service_pid, signal.SIGKILL)  # our unreaped child: the PID cannot have been reused
+    except OSError:
+        pass
+    os._exit(_ABANDONED)
 
 
 def _await_commit(commit_fd, service_pid):
@@ -317,12 +321,7 @@ def _await_commit(commit_fd, service_pid):
         committed = b''
     os.close(commit_fd)
     if not committed:
-        _say('the launching process exited before it recorded the service; stopping it')
-        try:
-            os.kill(service_pid, signal.SIGKILL)  # our unreaped child: the PID cannot have been reused
-        except OSError:
-            pass
-        os._exit(_ABANDONED)
+        _abandon(service_pid, 'recorded the service')
 
 
 def run_builtin(process, lifecycle, report_w, status_path, commit_fd=None):

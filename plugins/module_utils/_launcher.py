@@ -191,6 +191,21 @@ class _Session(object):
                 pass
 
     # -- the loop -------------------------------------------------------------
+    def run_to_end(self, report_r, out_r, err_r, stdin_w, stdin_data, timeout):
+        """Run a one-shot or an enter to its end: (stdout, stderr); the tree is killed on any
+        failure, and a setup error (not a timeout) is raised."""
+        try:
+            stdout, stderr = self.run(report_r, out_r, err_r, stdin_w, stdin_data or b'', timeout=timeout)
+        except BaseException:
+            self.kill()
+            self.reap_child()
+            raise
+        finally:
+            self.close()
+        if self.error is not None and not self.timed_out:
+            raise self.error
+        return stdout, stderr
+
     def run(self, report_r, out_r=None, err_r=None, stdin_w=None, stdin_data=b'', timeout=None,
             guard=None):
         outputs = {}
@@ -458,16 +473,7 @@ def run_oneshot(process, namespaces, lifecycle, timeout=None, stdin=None):
     for fd in (report_w, go_r, out_w, err_w, in_r):
         os.close(fd)
     session = _Session(pid, setup=setup, go_w=go_w)
-    try:
-        stdout, stderr = session.run(report_r, out_r, err_r, in_w, data or b'', timeout=timeout)
-    except BaseException:
-        session.kill()
-        session.reap_child()
-        raise
-    finally:
-        session.close()
-    if session.error is not None and not session.timed_out:
-        raise session.error
+    stdout, stderr = session.run_to_end(report_r, out_r, err_r, in_w, data, timeout)
     return RunResult(session.exit_code(), stdout, stderr, session.pid1, session.timed_out)
 
 

@@ -416,11 +416,11 @@ class Store(object):
         try:
             if not self._send(pidfd, record, stop_signal):
                 return 'gone'
-            if _wait_exit(pidfd, stop_timeout):
+            if wait_exit(pidfd, stop_timeout):
                 return 'signal'
             if not self._send(pidfd, record, _signal.SIGKILL):
                 return 'signal'
-            if not _wait_exit(pidfd, _KILL_GRACE):
+            if not wait_exit(pidfd, _KILL_GRACE):
                 raise StoreError('PID %d of service %s survived SIGKILL for %s s (uninterruptible sleep?)'
                                  % (record.pid, record.name, _KILL_GRACE))
             return 'killed'
@@ -428,7 +428,7 @@ class Store(object):
             os.close(pidfd)
 
 
-def _wait_exit(pidfd, timeout):
+def wait_exit(pidfd, timeout):
     """True once the process behind ``pidfd`` has exited (the pidfd turns readable)."""
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
