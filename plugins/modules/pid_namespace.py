@@ -162,6 +162,11 @@ notes:
     O(state_dir); the later one finds the service the first one started."
   - "The namespaces, id maps and mounts are set up in a child before the command is executed; a command that
     cannot be executed (not found, not executable) fails the task instead of leaving a dead service."
+  - "Namespaces isolate what a process sees, not what root may do: a command running as root without V(user) in
+    O(namespaces) keeps every capability, so it can for example remount a read-only bind mount writable, load
+    kernel modules or reach the host's abstract unix sockets when O(namespaces) lacks V(net). For untrusted code
+    add V(user) with O(map_root) (root inside, an unprivileged user outside), or run it with O(user) as a
+    non-root user, or use M(linuxns.isolation.bwrap_sandbox)."
 seealso:
   - module: linuxns.isolation.bwrap_sandbox
   - module: linuxns.isolation.ns_exec
