@@ -250,6 +250,11 @@ class BwrapDriver(Driver):
     def __init__(self):
         self.launch = None
 
+    def extra_result(self):
+        launch = self.launch
+        return {'argv': launch.argv if launch else None,
+                'bwrap_version': _bwrap.version_text(launch.version) if launch else None}
+
     def build(self, params):
         lifecycle = _spec.lifecycle_spec(params)
         process = _spec.process_spec(params)

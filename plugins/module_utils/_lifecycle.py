@@ -57,6 +57,10 @@ class Driver(object):
     def verify(self, started, launch):
         """Raise StartError unless the started service is isolated as ``launch`` says."""
 
+    def extra_result(self):
+        """Keys this engine adds to every result, failed ones included (e.g. the bwrap argv)."""
+        return {}
+
     def stop(self, store, record, stop_signal, stop_timeout):
         """Stop the service of ``record`` (identity-checked); the default signals its PID 1."""
         return store.stop(record, stop_signal, stop_timeout)
@@ -464,7 +468,8 @@ def run_module(module, driver):
     try:
         result = converge(module.params, driver, module.check_mode)
     except LinuxnsError as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=str(exc), **driver.extra_result())
+    result.update(driver.extra_result())
     result.pop('actions', None)
     if not module._diff:
         result.pop('diff', None)

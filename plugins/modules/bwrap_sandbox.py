@@ -409,31 +409,14 @@ from ansible.module_utils.basic import AnsibleModule
 
 # First of the engine: inside AnsiballZ it makes every later engine import compile once, not twice.
 from ansible_collections.linuxns.isolation.plugins.module_utils import _zipload  # noqa: F401 pylint: disable=unused-import
-from ansible_collections.linuxns.isolation.plugins.module_utils._bwrap import version_text
 from ansible_collections.linuxns.isolation.plugins.module_utils._bwrap_driver import BwrapDriver, argument_spec
-from ansible_collections.linuxns.isolation.plugins.module_utils._errors import LinuxnsError
-from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle import converge
+from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle import run_module
 
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            mutually_exclusive=[('command', 'argv')])
-    driver = BwrapDriver()
-    try:
-        result = converge(module.params, driver, module.check_mode)
-    except LinuxnsError as exc:
-        launch = driver.launch
-        module.fail_json(msg=str(exc), argv=launch.argv if launch else None,
-                         bwrap_version=version_text(launch.version) if launch else None)
-    launch = driver.launch
-    result['argv'] = launch.argv if launch else None
-    result['bwrap_version'] = version_text(launch.version) if launch else None
-    result.pop('actions', None)
-    if not module._diff:
-        result.pop('diff', None)
-    if result.pop('failed', False):
-        module.fail_json(**result)
-    module.exit_json(**result)
+    run_module(module, BwrapDriver())
 
 
 if __name__ == '__main__':
