@@ -41,7 +41,7 @@ from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap
 from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
 from ansible_collections.linuxns.isolation.plugins.module_utils import _spec
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import SpecError, StartError
-from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle import Driver
+from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle import Driver, verify_isolated
 from ansible_collections.linuxns.isolation.plugins.module_utils._spec import Option
 
 BwrapLaunch = collections.namedtuple('BwrapLaunch', 'spec process lifecycle bwrap_path version argv')
@@ -315,30 +315,10 @@ class BwrapDriver(Driver):
         return result
 
     def verify(self, started, launch):
-        ident = _inspect.identity(started.pid)
-        if ident is None or ident.start_time != started.start_time:
-            raise StartError('PID 1 of the sandbox (host PID %d) is gone right after the start' % started.pid)
-        if not launch.spec.unshares('pid'):
-            return
-        host_pidns = _inspect.ns_inode(os.getpid(), 'pid')
-        if ident.pidns_inode == host_pidns:
-            raise StartError('host PID %d runs in the PID namespace of the module (pid:[%d]), not in '
-                             'a new one' % (started.pid, host_pidns))
         proc_at_slash_proc = launch.spec.profile == 'minimal' or any(
             mount.type == 'proc' and mount.dest == '/proc' for mount in launch.spec.mounts)
-        if not proc_at_slash_proc:
-            return
-        stat_path = '/proc/%d/root/proc/1/stat' % started.pid
-        try:
-            with open(stat_path, 'rb') as handle:
-                data = handle.read()
-            inner_start = int(data[data.rfind(b')') + 2:].split()[19])
-        except (OSError, ValueError, IndexError) as exc:
-            raise StartError('cannot check the /proc of the sandbox (%s: %s)'
-                             % (stat_path, getattr(exc, 'strerror', None) or exc))
-        if inner_start != ident.start_time:
-            raise StartError('the /proc of the sandbox (host PID %d) does not show its own process '
-                             'tree: its PID 1 is another process' % started.pid)
+        verify_isolated(started, 'the sandbox', new_pidns=launch.spec.unshares('pid'),
+                        proc_mounted=proc_at_slash_proc)
 
     def stop(self, store, record, stop_signal, stop_timeout):
         """Graceful stop of the command, then SIGKILL of the sandbox's PID 1."""

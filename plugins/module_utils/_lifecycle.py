@@ -89,29 +89,36 @@ class PidNamespaceDriver(Driver):
                                      timeout=timeout, stdin=stdin)
 
     def verify(self, started, launch):
-        from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
-        ident = _inspect.identity(started.pid)
-        if ident is None or ident.start_time != started.start_time:
-            raise StartError('PID 1 of the new namespace (host PID %d) is gone right after the start'
-                             % started.pid)
-        host_pidns = _inspect.ns_inode(os.getpid(), 'pid')
-        if ident.pidns_inode == host_pidns:
-            raise StartError('host PID %d runs in the PID namespace of the module (pid:[%d]), not in '
-                             'a new one' % (started.pid, host_pidns))
-        if launch.namespaces.mount_proc:
-            # /proc/PID/root resolves inside the service's mount namespace: the /proc mounted
-            # there must be the new PID namespace's, whose PID 1 is our process.
-            stat = '/proc/%d/root/proc/1/stat' % started.pid
-            try:
-                with open(stat, 'rb') as handle:
-                    data = handle.read()
-                inner_start = int(data[data.rfind(b')') + 2:].split()[19])
-            except (OSError, ValueError, IndexError) as exc:
-                raise StartError('cannot check the /proc of the new namespace (%s: %s)'
-                                 % (stat, getattr(exc, 'strerror', None) or exc))
-            if inner_start != ident.start_time:
-                raise StartError('the /proc of the new namespace (host PID %d) does not show its own '
-                                 'process tree: its PID 1 is another process' % started.pid)
+        verify_isolated(started, 'the new namespace', proc_mounted=launch.namespaces.mount_proc)
+
+
+def verify_isolated(started, what, new_pidns=True, proc_mounted=True):
+    """Raise StartError unless PID 1 of ``what`` (host PID ``started.pid``) is alive with its recorded
+    start time, in a PID namespace other than the module's, and (``proc_mounted``) the /proc inside
+    shows it as its own process 1."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
+    ident = _inspect.identity(started.pid)
+    if ident is None or ident.start_time != started.start_time:
+        raise StartError('PID 1 of %s (host PID %d) is gone right after the start' % (what, started.pid))
+    if not new_pidns:
+        return
+    host_pidns = _inspect.ns_inode(os.getpid(), 'pid')
+    if ident.pidns_inode == host_pidns:
+        raise StartError('host PID %d runs in the PID namespace of the module (pid:[%d]), not in '
+                         'a new one' % (started.pid, host_pidns))
+    if not proc_mounted:
+        return
+    # /proc/PID/root resolves inside the service's mount namespace: the /proc mounted there must be
+    # the new PID namespace's, whose PID 1 is our process.
+    inner_proc = '/proc/%d/root/proc' % started.pid
+    try:
+        inner_start = _inspect.start_time(1, proc=inner_proc)
+    except (OSError, ValueError, IndexError) as exc:
+        raise StartError('cannot check the /proc of %s (%s/1/stat: %s)'
+                         % (what, inner_proc, getattr(exc, 'strerror', None) or exc))
+    if inner_start != ident.start_time:
+        raise StartError('the /proc of %s (host PID %d) does not show its own process tree: its PID 1 '
+                         'is another process' % (what, started.pid))
 
 
 # ---------------------------------------------------------------------------
