@@ -148,7 +148,7 @@ _MOUNT_SUBOPTIONS = {
     'type': {'type': 'str', 'required': True, 'choices': list(_bwrap.MOUNT_TYPES)},
     'src': {'type': 'str'},
     'dest': {'type': 'str', 'required': True},
-    'optional': {'type': 'bool'},
+    'optional': {'type': 'bool', 'default': False},
     'mode': {'type': 'raw'},
     'size': {'type': 'raw'},
     'content': {'type': 'str'},

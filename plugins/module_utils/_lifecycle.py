@@ -183,7 +183,6 @@ def converge(module_params, driver, check_mode, store=None):
     """
     params = dict(module_params)
     name, state, detach = _spec.validate_lifecycle(params)
-    has_command = params.get('command') is not None or params.get('argv') is not None
     if not detach and state != 'absent':
         canonical, launch = driver.build(params)
         return _one_shot(params, driver, canonical, launch, check_mode)
@@ -191,10 +190,11 @@ def converge(module_params, driver, check_mode, store=None):
         from ansible_collections.linuxns.isolation.plugins.module_utils._store import Store
         store = Store(params.get('state_dir'))
     canonical = launch = None
-    if state in ('started', 'restarted') or has_command:
+    # stopped and absent use the name and the stop options only (validate_lifecycle checked them):
+    # the spec is neither built nor checked against the host, so teardown works once its bind
+    # sources, users or namespaces are gone.
+    if state in ('started', 'restarted'):
         canonical, launch = driver.build(params)
-    else:
-        _spec.lifecycle_spec(params)
     desired_hash = _spec.spec_hash(canonical) if canonical is not None else None
     if check_mode:
         return _converge_service(params, driver, store, name, state, canonical, launch, desired_hash, True)

@@ -23,6 +23,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import copy
 import fcntl
 import grp
 import hashlib
@@ -475,22 +476,32 @@ def _user_text(option):
 class Option(object):
     """One module option, declared once.
 
-    ``default`` is the documented effective default (a value, or a callable taking the
-    raw params when it depends on other options); ``ansible_default`` is what Ansible
-    fills in (``None`` unless unset and default must not be distinguished);
+    ``default`` is the one place an option's default lives:
+
+    * a plain value is a *static* default: it is the ``default`` of the argument_spec, so
+      Ansible fills it in and ansible-doc shows it (the module's DOCUMENTATION must say the
+      same value: validate-modules compares them);
+    * a callable ``default(params)`` is a default that depends on other options (or, for
+      ``stop_timeout``, on the recorded service): Ansible leaves the option ``None``, the
+      option's text describes the rule, and ``effective_default(params)`` computes it;
+    * ``None``: no default.
+
+    ``canonical()`` drops a value equal to the (effective) default, so a task that sets an
+    option to its default, one that leaves it unset, and one from before a default moved
+    into the argument_spec all hash the same.
+
     ``normalise(value)`` validates one value and returns its canonical JSON-friendly form;
     ``hashed`` says whether the option takes part in the spec hash, under ``key``.
     """
 
-    __slots__ = ('name', 'type', 'default', 'ansible_default', 'choices', 'elements',
-                 'normalise', 'hashed', 'key', 'suboptions')
+    __slots__ = ('name', 'type', 'default', 'choices', 'elements', 'normalise', 'hashed', 'key',
+                 'suboptions')
 
-    def __init__(self, name, type='str', default=None, ansible_default=None, choices=None,
-                 elements=None, normalise=None, hashed=True, key=None, suboptions=None):
+    def __init__(self, name, type='str', default=None, choices=None, elements=None, normalise=None,
+                 hashed=True, key=None, suboptions=None):
         self.name = name
         self.type = type
         self.default = default
-        self.ansible_default = ansible_default
         self.choices = choices
         self.elements = elements
         self.normalise = normalise or (lambda value: value)
@@ -498,20 +509,30 @@ class Option(object):
         self.key = key or name
         self.suboptions = suboptions
 
+    @property
+    def static_default(self):
+        """The default Ansible fills in, or None when there is none or it depends on other options."""
+        return None if callable(self.default) else self.default
+
     def effective_default(self, params):
         return self.default(params) if callable(self.default) else self.default
 
     def argument_spec(self):
         spec = {'type': self.type}
-        if self.ansible_default is not None:
-            spec['default'] = self.ansible_default
+        if self.static_default is not None:
+            spec['default'] = copy.deepcopy(self.static_default)
         if self.choices:
             spec['choices'] = list(self.choices)
         if self.elements:
             spec['elements'] = self.elements
         if self.suboptions:
-            spec['options'] = dict((k, dict(v)) for k, v in self.suboptions.items())
+            spec['options'] = copy.deepcopy(self.suboptions)
         return spec
+
+
+def _stop_timeout_default(params):
+    """10 s for a new service; a stop uses the recorded service's own value (see _lifecycle)."""
+    return 10
 
 
 _ID_MAP_SUBOPTIONS = {
@@ -522,9 +543,8 @@ _ID_MAP_SUBOPTIONS = {
 
 LIFECYCLE_OPTIONS = (
     Option('name', normalise=validate_name),
-    Option('state', default='started', ansible_default='started', choices=STATES,
-           normalise=_choice('state', STATES)),
-    Option('detach', 'bool', default=True, ansible_default=True, normalise=_bool('detach')),
+    Option('state', default='started', choices=STATES, normalise=_choice('state', STATES)),
+    Option('detach', 'bool', default=True, normalise=_bool('detach')),
     Option('command', normalise=_command, key='argv'),
     Option('argv', 'list', elements='str', normalise=_argv),
     Option('chdir', 'path', normalise=_abs_path('chdir')),
@@ -538,7 +558,7 @@ LIFECYCLE_OPTIONS = (
            normalise=_choice('restart', RESTART_POLICIES, {False: 'no', 'False': 'no', 'false': 'no'})),
     Option('restart_delay', 'float', default=1, normalise=_seconds('restart_delay')),
     Option('stop_signal', 'raw', default='SIGTERM', normalise=_signal),
-    Option('stop_timeout', 'float', default=10, normalise=_seconds('stop_timeout')),
+    Option('stop_timeout', 'float', default=_stop_timeout_default, normalise=_seconds('stop_timeout')),
     Option('log_path', 'path', normalise=_abs_path('log_path')),
     Option('timeout', 'float', normalise=_seconds('timeout')),
     Option('creates', 'path', normalise=_any_path('creates')),
@@ -798,8 +818,17 @@ def namespace_spec(params):
 pid_namespace_spec = namespace_spec
 
 
+# What state stopped and state absent read of a task: the rest describes a service to start, and
+# may no longer hold by teardown time (a bind source removed, a user deleted, a netns gone).
+STOP_OPTIONS = ('name', 'state', 'detach', 'state_dir', 'stop_signal', 'stop_timeout')
+
+
 def validate_lifecycle(params):
-    """Cross-option checks of the common lifecycle options; returns (name, state, detach)."""
+    """Cross-option checks of the common lifecycle options; returns (name, state, detach).
+
+    For ``stopped`` and ``absent`` only ``STOP_OPTIONS`` are checked: one task with
+    ``state: "{{ svc_state }}"`` must be able to tear down what it started.
+    """
     state = _effective(params, 'state')
     detach = _effective(params, 'detach')
     name = _value(params, 'name')
@@ -811,6 +840,10 @@ def validate_lifecycle(params):
         raise SpecError('state', state, 'needs detach: true (a one-shot command leaves nothing '
                         'running to stop or restart)',
                         'use state: started with detach: false, or detach: true for a service')
+    if state in ('stopped', 'absent'):
+        for option in STOP_OPTIONS:
+            _value(params, option)
+        return name, state, detach
     if detach:
         for option in ('creates', 'removes'):
             if params.get(option) is not None:

@@ -242,6 +242,30 @@ def test_absent_removes_record_log_and_status(driver, store, state_dir):
     assert converge(driver, store, state='absent', command=None)['changed'] is False
 
 
+@pytest.mark.parametrize('state', ['stopped', 'absent'])
+def test_teardown_reads_only_the_name_and_stop_options(driver, store, state_dir, state):
+    """One task with state: "{{ svc_state }}" tears down what it started, once the host has changed."""
+    first = converge(driver, store)
+    calls = len(driver.calls)
+    # A user that no longer exists, a bad chdir and a command that no longer splits: what a
+    # start would refuse does not block a stop.
+    result = converge(driver, store, state=state, user='no-such-user-linuxns', chdir='relative',
+                      command='unbalanced "quote', timeout=5)
+    assert result['changed'] is True and result['state'] == ('absent' if state == 'absent' else 'stopped')
+    assert not alive(first['pid'])
+    assert [call[0] for call in driver.calls[calls:]] == ['stop'], 'no build, no start'
+    if state == 'absent':
+        assert snapshot(state_dir) == {}
+
+
+@pytest.mark.parametrize('option, value', [('stop_timeout', 'soon'), ('state_dir', 'relative/dir'),
+                                           ('name', '../x')])
+def test_teardown_still_checks_what_it_uses(driver, store, option, value):
+    with pytest.raises(SpecError) as caught:
+        converge(driver, store, state='absent', **{option: value})
+    assert caught.value.option == option
+
+
 def test_absent_of_an_unknown_name_creates_nothing(driver, store, state_dir):
     result = converge(driver, store, state='absent', command=None)
     assert result['changed'] is False
@@ -444,7 +468,7 @@ class Exit(Exception):
 
 
 def test_run_module_turns_errors_into_fail_json_and_hides_diff_unless_asked(driver, state_dir):
-    params = dict((option.name, option.ansible_default) for option in _spec.LIFECYCLE_OPTIONS)
+    params = dict((option.name, option.static_default) for option in _spec.LIFECYCLE_OPTIONS)
     params.update(name='web', command='sleep 300', state_dir=state_dir)
     with pytest.raises(Exit) as done:
         _lifecycle.run_module(FakeModule(dict(params, umask='abc'), diff=True), driver)
