@@ -25,9 +25,9 @@ options:
       - V(stopped) stops the service if it runs and keeps its record (and log).
       - V(absent) stops the service if it runs and removes its record, status file and log.
         It needs only O(name) and works with either value of O(detach).
-      - V(stopped) and V(absent) read only O(name), O(state_dir), O(stop_signal) and O(stop_timeout). The other
-        options of the task are neither used nor checked, so one task with C(state: "{{ svc_state }}") tears
-        down a service whose bind sources, user or joined namespaces are already gone.
+      - "V(stopped) and V(absent) read only O(name), O(state_dir), O(stop_signal) and O(stop_timeout). The other
+        options of the task are neither used nor checked, so one task with C(state: '{{ svc_state }}') tears
+        down a service whose bind sources, user or joined namespaces are already gone."
       - V(restarted) always stops (if running) and starts the service.
       - With O(detach=false) only V(started) (run the command) and V(absent) are accepted.
     type: str
@@ -159,6 +159,10 @@ notes:
   - In check mode nothing is touched (no process, no file, not even O(state_dir)); the result and the
     diff say what a real run would do. With O(detach=false) the command is not run in check mode; the task
     reports C(changed) unless O(creates) or O(removes) decide otherwise.
+  - In check mode a host resource the task needs but the host does not have yet, which an earlier task of the
+    same play may create (a bind source, a V(file) mount's source, the O(seccomp) program, a O(join) path, the
+    working directory O(chdir), the program on E(PATH), O(user), O(group), C(tini), C(bwrap)), is a warning
+    naming the option and the path, and the task reports a change. A real run refuses it before anything starts.
   - With C(--diff) the diff shows the canonical spec before (of the running service, or empty) and
     after (of the service that would run, or empty when it would be stopped or removed).
   - Every start is verified before the module returns; a service that exits within its first moment

@@ -221,7 +221,7 @@ def _python_inside(spec, restart):
                     'or restart: no')
 
 
-def _with_init(params, spec, process, lifecycle):
+def _with_init(params, spec, process, lifecycle, host=None):
     """The spec whose command is the collection's init supervising the user's command."""
     if not spec.unshares('pid'):
         raise SpecError('restart', lifecycle.restart, 'needs a new pid namespace (its init is the sandbox\'s PID 1)',
@@ -238,7 +238,7 @@ def _with_init(params, spec, process, lifecycle):
         {'type': 'file', 'dest': INIT_SCRIPT, 'content': _init_source()},
     ]
     wrapped = dict(params, command=None, argv=argv, as_pid_1=True, mounts=mounts)
-    return _bwrap.bwrap_spec(wrapped)
+    return _bwrap.bwrap_spec(wrapped, host=host)
 
 
 class BwrapDriver(Driver):
@@ -253,26 +253,39 @@ class BwrapDriver(Driver):
     def extra_result(self):
         launch = self.launch
         return {'argv': launch.argv if launch else None,
-                'bwrap_version': _bwrap.version_text(launch.version) if launch else None}
+                'bwrap_version': _bwrap.version_text(launch.version) if launch and launch.version else None}
 
-    def build(self, params):
-        lifecycle = _spec.lifecycle_spec(params)
-        process = _spec.process_spec(params)
-        spec = _bwrap.bwrap_spec(params)
+    def build(self, params, host=None):
+        lifecycle = _spec.lifecycle_spec(params, host)
+        process = _spec.process_spec(params, host)
+        spec = _bwrap.bwrap_spec(params, host=host)
         detach = params.get('detach', True) is not False
         if spec.die_with_parent and detach:
             raise SpecError('die_with_parent', True,
                             'would kill the service as soon as the module returns (detach: true)',
                             'remove die_with_parent or set it to false')
         if detach and lifecycle.restart != 'no':
-            spec = _with_init(params, spec, process, lifecycle)
-        path = _bwrap.find_bwrap(spec.bwrap_path)
-        version = _bwrap.bwrap_version(path)
-        argv = _bwrap.build_argv(spec, version, _bwrap.INFO_FD,
-                                 None if detach else _bwrap.STATUS_FD, bwrap_path=path)
+            spec = _with_init(params, spec, process, lifecycle, host)
+        path = self._bwrap_path(spec, host)
+        version = argv = None
+        if path is not None:
+            version = _bwrap.bwrap_version(path)
+            argv = _bwrap.build_argv(spec, version, _bwrap.INFO_FD,
+                                     None if detach else _bwrap.STATUS_FD, bwrap_path=path)
         canonical = _spec.canonical(params, self.options)
         self.launch = BwrapLaunch(spec, process, lifecycle, path, version, argv)
         return canonical, self.launch
+
+    @staticmethod
+    def _bwrap_path(spec, host):
+        """The bwrap to run; None in check mode when it is not installed yet (a warning says so)."""
+        try:
+            return _bwrap.find_bwrap(spec.bwrap_path)
+        except SpecError as exc:
+            if host is None or not host.check_mode or (spec.bwrap_path and os.path.exists(spec.bwrap_path)):
+                raise
+            host.missing(exc.option, exc.value, exc.problem, exc.fix)
+            return None
 
     def start(self, launch, log_path, status_path):
         started = _bwrap.start_detached(launch.spec, launch.version, log_path, None,

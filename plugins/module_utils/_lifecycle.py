@@ -25,6 +25,7 @@ import time
 from ansible_collections.linuxns.isolation.plugins.module_utils import _spec
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import (
     LinuxnsError, StartError, StoreError)
+from ansible_collections.linuxns.isolation.plugins.module_utils._hostcheck import HostChecks, preview_exec
 
 # A one-shot (detach: false) never touches the store nor reads /proc of a service: _store and
 # _inspect are imported where a service is handled, so a one-shot task does not compile them.
@@ -42,8 +43,12 @@ class Driver(object):
 
     module = None
 
-    def build(self, params):
-        """Validate ``params`` (raise SpecError) and return ``(canonical_dict, launch)``."""
+    def build(self, params, host=None):
+        """Validate ``params`` (raise SpecError) and return ``(canonical_dict, launch)``.
+
+        ``host`` (``_hostcheck.HostChecks``) takes what is missing on the host: an error in a real
+        run, a warning in check mode (the build then goes on without it).
+        """
         raise NotImplementedError
 
     def start(self, launch, log_path, status_path):
@@ -72,10 +77,14 @@ class PidNamespaceDriver(Driver):
     module = 'pid_namespace'
     options = _spec.LIFECYCLE_OPTIONS + _spec.PID_NAMESPACE_OPTIONS
 
-    def build(self, params):
-        lifecycle = _spec.lifecycle_spec(params)
-        process = _spec.process_spec(params)
-        namespaces = _spec.namespace_spec(params)
+    def build(self, params, host=None):
+        lifecycle = _spec.lifecycle_spec(params, host)
+        process = _spec.process_spec(params, host)
+        namespaces = _spec.namespace_spec(params, host)
+        if host is not None and 'mount' not in dict(namespaces.join):
+            from ansible_collections.linuxns.isolation.plugins.module_utils._process import build_env
+            program_option = 'argv' if params.get('argv') is not None else 'command'
+            preview_exec(host, program_option, process.argv[0], process.chdir, build_env(process))
         return _spec.canonical(params, self.options), PidLaunch(process, namespaces, lifecycle)
 
     def start(self, launch, log_path, status_path):
@@ -183,9 +192,10 @@ def converge(module_params, driver, check_mode, store=None):
     """
     params = dict(module_params)
     name, state, detach = _spec.validate_lifecycle(params)
+    host = HostChecks(check_mode)
     if not detach and state != 'absent':
-        canonical, launch = driver.build(params)
-        return _one_shot(params, driver, canonical, launch, check_mode)
+        canonical, launch = driver.build(params, host=host)
+        return _missing_on_host(host, _one_shot(params, driver, canonical, launch, check_mode))
     if store is None:
         from ansible_collections.linuxns.isolation.plugins.module_utils._store import Store
         store = Store(params.get('state_dir'))
@@ -194,15 +204,24 @@ def converge(module_params, driver, check_mode, store=None):
     # the spec is neither built nor checked against the host, so teardown works once its bind
     # sources, users or namespaces are gone.
     if state in ('started', 'restarted'):
-        canonical, launch = driver.build(params)
+        canonical, launch = driver.build(params, host=host)
     desired_hash = _spec.spec_hash(canonical) if canonical is not None else None
     if check_mode:
-        return _converge_service(params, driver, store, name, state, canonical, launch, desired_hash, True)
+        return _missing_on_host(host, _converge_service(params, driver, store, name, state, canonical, launch,
+                                                        desired_hash, True))
     if state in ('stopped', 'absent') and not os.path.lexists(store.record_path(name)):
         # Nothing to stop or forget: do not even create the state directory for a lock.
         return _converge_service(params, driver, store, name, state, canonical, launch, desired_hash, True)
     with store.lock(name):
         return _converge_service(params, driver, store, name, state, canonical, launch, desired_hash, False)
+
+
+def _missing_on_host(host, result):
+    """Check mode with a host resource missing: a real run would need it created first, so a change."""
+    if host.warnings:
+        result['changed'] = True
+        result['warnings_on_host'] = list(host.warnings)
+    return result
 
 
 def _read(store, name, state):
@@ -478,6 +497,8 @@ def run_module(module, driver):
         module.fail_json(msg=str(exc), **driver.extra_result())
     result.update(driver.extra_result())
     result.pop('actions', None)
+    for warning in result.pop('warnings_on_host', ()):
+        module.warn(warning)
     if not module._diff:
         result.pop('diff', None)
     if result.pop('failed', False):

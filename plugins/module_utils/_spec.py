@@ -24,6 +24,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import errno
 import fcntl
 import grp
 import hashlib
@@ -39,6 +40,7 @@ import shutil
 import signal
 
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import SpecError
+from ansible_collections.linuxns.isolation.plugins.module_utils._hostcheck import strict
 
 NAMESPACE_TYPES = ('pid', 'mount', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time')
 DEFAULT_NAMESPACES = ('mount', 'pid')
@@ -663,29 +665,34 @@ def spec_hash(canonical_dict):
 # ---------------------------------------------------------------------------
 # spec builders (cross-option checks live here)
 
-def _resolve_user(value):
+def _resolve_user(value, host):
+    """(uid, primary gid or None); (None, None) for a missing user in check mode."""
     if value.isdigit():
         return int(value), None
     try:
         entry = pwd.getpwnam(value)
     except KeyError:
-        raise SpecError('user', value, 'does not exist on this host',
-                        'create the user first or give a numeric uid')
+        host.missing('user', value, 'does not exist on this host', 'create the user first or give a numeric uid')
+        return None, None
     return entry.pw_uid, entry.pw_gid
 
 
-def _resolve_group(value):
+def _resolve_group(value, host):
     if value.isdigit():
         return int(value)
     try:
         return grp.getgrnam(value).gr_gid
     except KeyError:
-        raise SpecError('group', value, 'does not exist on this host',
-                        'create the group first or give a numeric gid')
+        host.missing('group', value, 'does not exist on this host', 'create the group first or give a numeric gid')
+        return None
 
 
-def process_spec(params):
-    """Build the ``ProcessSpec`` from module params (validating every process option)."""
+def process_spec(params, host=None):
+    """Build the ``ProcessSpec`` from module params (validating every process option).
+
+    ``host`` (``_hostcheck.HostChecks``) takes a user or group missing on the host.
+    """
+    host = strict(host)
     command, argv = params.get('command'), params.get('argv')
     if command is not None and argv is not None:
         raise SpecError('command', command, 'is set together with argv',
@@ -697,14 +704,14 @@ def process_spec(params):
     uid = gid = None
     user, group = _value(params, 'user'), _value(params, 'group')
     if user is not None:
-        uid, gid = _resolve_user(user)
-        if gid is None:
+        uid, gid = _resolve_user(user, host)
+        if gid is None and uid is not None:
             try:
                 gid = pwd.getpwuid(uid).pw_gid
             except KeyError:
                 gid = uid
     if group is not None:
-        gid = _resolve_group(group)
+        gid = _resolve_group(group, host)
     umask = _value(params, 'umask')
     rlimits = _value(params, 'rlimits') or {}
     return ProcessSpec(
@@ -724,7 +731,7 @@ def _rlimit_int(limit):
     return resource.RLIM_INFINITY if limit == UNLIMITED else limit
 
 
-def check_namespace_file(ns_type, path, option='join'):
+def check_namespace_file(ns_type, path, option='join', host=None):
     """Refuse a join path that is not a namespace of ``ns_type``.
 
     A namespace file (``/proc/PID/ns/TYPE``, or a bind mount of one such as
@@ -732,12 +739,15 @@ def check_namespace_file(ns_type, path, option='join'):
     ``st_dev`` as ``/proc/self/ns/net``. Under ``/proc/*/ns/`` the entry name must be the
     type; elsewhere ``ioctl(NS_GET_NSTYPE)`` tells the type where the kernel supports it.
     """
+    fix = ('give an existing namespace file, e.g. /proc/PID/ns/%s or /run/netns/NAME'
+           % ('mnt' if ns_type == 'mount' else ns_type))
     try:
         st = os.stat(path)
     except OSError as exc:
-        raise SpecError(option, {ns_type: path}, 'cannot be used: %s' % exc.strerror,
-                        'give an existing namespace file, e.g. /proc/PID/ns/%s or /run/netns/NAME'
-                        % ('mnt' if ns_type == 'mount' else ns_type))
+        if exc.errno == errno.ENOENT:
+            strict(host).missing(option, {ns_type: path}, 'does not exist', fix)
+            return
+        raise SpecError(option, {ns_type: path}, 'cannot be used: %s' % exc.strerror, fix)
     nsfs_dev = os.stat('/proc/self/ns/net').st_dev
     proc_entry = _PROC_NS_PATH.fullmatch(path)
     if st.st_dev != nsfs_dev:
@@ -763,7 +773,7 @@ def _nstype(path):
         os.close(fd)
 
 
-def namespace_spec(params):
+def namespace_spec(params, host=None):
     """Build the ``NamespaceSpec`` of pid_namespace (validating every namespace option)."""
     join = _value(params, 'join') or {}
     explicit = params.get('namespaces') is not None
@@ -772,7 +782,7 @@ def namespace_spec(params):
         if explicit and ns_type in create:
             raise SpecError('join', {ns_type: path}, 'names a type that namespaces also creates',
                             'remove %s from namespaces or from join' % ns_type)
-        check_namespace_file(ns_type, path)
+        check_namespace_file(ns_type, path, host=host)
 
     def needs(option, value, ns_type, what):
         raise SpecError(option, value, 'needs a new %s namespace' % ns_type,
@@ -860,14 +870,14 @@ def validate_lifecycle(params):
     return name, state, detach
 
 
-def lifecycle_spec(params):
+def lifecycle_spec(params, host=None):
     """Build the ``LifecycleSpec`` (validating every common lifecycle option)."""
     validate_lifecycle(params)
     restart = _effective(params, 'restart')
     init = _effective(params, 'init')
     if init == 'tini' and shutil.which('tini') is None:
-        raise SpecError('init', init, 'needs tini, which is not on PATH',
-                        'install tini (the sandbox_host role can) or use init: builtin')
+        strict(host).missing('init', init, 'needs tini, which is not on PATH',
+                             'install tini (the sandbox_host role can) or use init: builtin')
     if init in ('none', 'tini') and restart != 'no':
         raise SpecError('restart', restart, 'needs the builtin init to restart the service, but init is %s'
                         % init, 'use init: builtin, or restart: no')

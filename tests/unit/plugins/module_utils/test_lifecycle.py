@@ -44,9 +44,9 @@ class FakeDriver(_lifecycle.Driver):
         self.die_on_start = None
         self.fail_verify = False
 
-    def build(self, params):
-        _spec.lifecycle_spec(params)
-        process = _spec.process_spec(params)
+    def build(self, params, host=None):
+        _spec.lifecycle_spec(params, host)
+        process = _spec.process_spec(params, host)
         return _spec.canonical(params, _spec.LIFECYCLE_OPTIONS), process.argv
 
     def start(self, launch, log_path, status_path):
@@ -453,6 +453,10 @@ class FakeModule(object):
         self.params = params
         self.check_mode = check_mode
         self._diff = diff
+        self.warnings = []
+
+    def warn(self, warning):
+        self.warnings.append(warning)
 
     def exit_json(self, **result):
         raise Exit(False, result)
@@ -503,3 +507,65 @@ def test_a_failed_restart_removes_the_old_record_and_default_log_too(driver, sto
     assert 'broken config' in str(caught.value)
     assert not alive(first['pid'])
     assert snapshot(state_dir) == {}
+
+
+# -- check mode on a fresh host: what an earlier task would create ---------------------------------
+
+def test_check_mode_warns_of_a_missing_user_and_reports_a_change(driver, store, state_dir):
+    first = converge(driver, store)
+    predicted = converge(driver, store, check_mode=True, user='no-such-user-linuxns')
+    assert predicted['changed'] is True
+    assert predicted['warnings_on_host'] == [
+        "check mode: option 'user': 'no-such-user-linuxns' does not exist on this host; create the user first "
+        "or give a numeric uid. A real run fails unless an earlier task provides it."]
+    assert alive(first['pid']) and driver.kinds() == ['start', 'verify']
+    with pytest.raises(SpecError) as caught:
+        converge(driver, store, user='no-such-user-linuxns')
+    assert caught.value.option == 'user'
+    assert alive(first['pid']), 'a refused real run leaves the running service alone'
+
+
+def test_check_mode_of_an_unchanged_service_with_every_resource_has_no_warning(driver, store):
+    converge(driver, store)
+    predicted = converge(driver, store, check_mode=True)
+    assert predicted['changed'] is False and 'warnings_on_host' not in predicted
+
+
+def test_run_module_turns_host_warnings_into_module_warnings(driver, state_dir):
+    params = dict((option.name, option.static_default) for option in _spec.LIFECYCLE_OPTIONS)
+    params.update(name='web', command='sleep 300', state_dir=state_dir, group='no-such-group-linuxns')
+    module = FakeModule(params, check_mode=True)
+    with pytest.raises(Exit) as done:
+        _lifecycle.run_module(module, driver)
+    assert not done.value.failed and done.value.result['changed'] is True
+    assert 'warnings_on_host' not in done.value.result
+    assert len(module.warnings) == 1 and "option 'group': 'no-such-group-linuxns'" in module.warnings[0]
+
+
+def test_pid_namespace_check_mode_previews_the_program_chdir_and_join(tmp_path):
+    from ansible_collections.linuxns.isolation.plugins.module_utils._hostcheck import HostChecks
+    host = HostChecks(check_mode=True)
+    missing = str(tmp_path / 'later')
+    _lifecycle.PidNamespaceDriver().build(
+        {'name': 'web', 'argv': ['no-such-program-linuxns'], 'chdir': missing, 'env': {'PATH': '/usr/bin'},
+         'join': {'net': str(tmp_path / 'netns-later')}, 'init': 'builtin'}, host=host)
+    text = '\n'.join(host.warnings)
+    assert "option 'join': {'net': '%s'} does not exist" % (tmp_path / 'netns-later') in text
+    assert "option 'argv': 'no-such-program-linuxns' is not found on the host (PATH=/usr/bin)" in text
+    assert "option 'chdir': '%s' is not a directory on the host" % missing in text
+    assert len(host.warnings) == 3
+    # A real run: the join path is refused before anything starts (program and chdir: at exec).
+    with pytest.raises(SpecError) as caught:
+        _lifecycle.PidNamespaceDriver().build(
+            {'name': 'web', 'argv': ['true'], 'join': {'net': str(tmp_path / 'netns-later')}})
+    assert caught.value.option == 'join'
+
+
+def test_check_mode_still_refuses_a_join_path_of_the_wrong_kind(tmp_path):
+    from ansible_collections.linuxns.isolation.plugins.module_utils._hostcheck import HostChecks
+    plain = tmp_path / 'plain'
+    plain.write_text(u'not a namespace')
+    with pytest.raises(SpecError) as caught:
+        _lifecycle.PidNamespaceDriver().build({'name': 'web', 'argv': ['true'], 'join': {'net': str(plain)}},
+                                              host=HostChecks(check_mode=True))
+    assert 'not a namespace file' in str(caught.value)
