@@ -412,19 +412,39 @@ def _host_service_pid(record, status):
     return None
 
 
+def isolation_of(record, namespaces, own=None):
+    """``(isolated, joined)`` type lists of a service with ``namespaces`` ({type: link}).
+
+    Joined types are those the record's spec joins from a path (pid_namespace's ``join``);
+    isolated ones differ from ``own`` (default: this process's namespaces, the module's).
+    """
+    if not namespaces:
+        return [], []
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
+    spec = getattr(record, 'spec', None)
+    join = spec.get('join') if isinstance(spec, dict) else None
+    if own is None:
+        own = _inspect.namespaces_of(os.getpid())
+    return _inspect.isolation(namespaces, own, join if isinstance(join, dict) else ())
+
+
 def _service_result(params, driver, store, name, state, record, live, desired_hash, dry):
     status = (store.status(name) or {}) if record is not None else {}
     if record is None:
         log_path = params.get('log_path') or store.log_path(name)
     else:
         log_path = record.log_path
+    namespaces = dict(record.namespaces or {}) if live and record is not None else {}
+    isolated, joined = isolation_of(record, namespaces)
     return {
         'name': name,
         'state': 'absent' if state == 'absent' else ('started' if live or (dry and state in (
             'started', 'restarted')) else 'stopped'),
         'pid': record.pid if live and record is not None else None,
         'service_pid': _host_service_pid(record, status) if live and record is not None else None,
-        'namespaces': dict(record.namespaces or {}) if live and record is not None else {},
+        'namespaces': namespaces,
+        'isolated': isolated,
+        'joined': joined,
         'spec_hash': desired_hash or (record.spec_hash if record is not None else None),
         'started_at': record.started_at if record is not None and state != 'absent' else None,
         'log_path': None if state == 'absent' else log_path,
@@ -448,7 +468,7 @@ def _one_shot(params, driver, canonical, launch, check_mode):
     argv = list(canonical.get('argv') or launch_argv(launch))
     result = {
         'changed': False, 'name': params.get('name'), 'state': 'started', 'pid': None, 'service_pid': None,
-        'namespaces': {}, 'spec_hash': _spec.spec_hash(canonical), 'started_at': None, 'log_path': None,
+        'namespaces': {}, 'isolated': [], 'joined': [], 'spec_hash': _spec.spec_hash(canonical), 'started_at': None, 'log_path': None,
         'restarts': 0, 'cmd': argv, 'rc': None, 'stdout': '', 'stderr': '', 'stdout_lines': [],
         'stderr_lines': [], 'msg': '',
     }

@@ -337,6 +337,23 @@ namespaces:
   returned: always
   type: dict
   sample: {pid: 'pid:[4026532481]', net: 'net:[4026532484]', mount: 'mnt:[4026532478]'}
+isolated:
+  description:
+    - The namespace types created for the sandbox, sorted; those of RV(namespaces) that differ from the module's
+      own namespaces. A type missing here is shared with the host (for example V(net) with O(share_net=true)).
+    - Empty when the sandbox does not run, and for O(detach=false).
+  returned: always
+  type: list
+  elements: str
+  sample: [cgroup, ipc, mount, pid, user, uts]
+joined:
+  description:
+    - The namespace types the sandbox joined from a path; bubblewrap joins none, so always empty (the key is
+      there so that RV(isolated) and RV(joined) read the same for every service module).
+  returned: always
+  type: list
+  elements: str
+  sample: []
 spec_hash:
   description: Hash of the canonical spec (the options you set, normalised).
   returned: always

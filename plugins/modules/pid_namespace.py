@@ -290,6 +290,23 @@ namespaces:
   returned: always
   type: dict
   sample: {pid: 'pid:[4026532481]', mount: 'mnt:[4026532478]', net: 'net:[4026532484]'}
+isolated:
+  description:
+    - The namespace types created for the service, sorted; those of RV(namespaces) that differ from the module's
+      own namespaces, less the RV(joined) ones. A type missing here is shared with the host (the module's side).
+    - Empty when the service does not run, and for O(detach=false).
+  returned: always
+  type: list
+  elements: str
+  sample: [mount, pid]
+joined:
+  description:
+    - The namespace types the service joined from a path (O(join)), sorted.
+    - Empty when the service does not run, and for O(detach=false).
+  returned: always
+  type: list
+  elements: str
+  sample: [net]
 spec_hash:
   description: Hash of the canonical spec (the options you set, normalised); equal hashes mean the same service.
   returned: always

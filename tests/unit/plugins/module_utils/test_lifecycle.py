@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import collections
 import json
 import os
 import signal
@@ -569,3 +570,17 @@ def test_check_mode_still_refuses_a_join_path_of_the_wrong_kind(tmp_path):
         _lifecycle.PidNamespaceDriver().build({'name': 'web', 'argv': ['true'], 'join': {'net': str(plain)}},
                                               host=HostChecks(check_mode=True))
     assert 'not a namespace file' in str(caught.value)
+
+
+def test_service_result_says_what_is_isolated_and_what_is_joined(driver, store):
+    result = converge(driver, store)
+    # The fake service shares every namespace with this process: nothing isolated.
+    assert result['namespaces'] and (result['isolated'], result['joined']) == ([], [])
+    stopped = converge(driver, store, state='stopped')
+    assert (stopped['isolated'], stopped['joined']) == ([], [])
+    record = store.read('web')
+    assert _lifecycle.isolation_of(record, {'pid': 'pid:[1]', 'net': 'net:[2]'},
+                                   own={'pid': 'pid:[9]', 'net': 'net:[2]'}) == (['pid'], [])
+    joined = collections.namedtuple('Joined', 'spec')({'join': {'net': '/run/netns/x'}})
+    assert _lifecycle.isolation_of(joined, {'pid': 'pid:[1]', 'net': 'net:[3]'},
+                                   own={'pid': 'pid:[9]', 'net': 'net:[2]'}) == (['pid'], ['net'])
