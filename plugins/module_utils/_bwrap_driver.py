@@ -48,6 +48,8 @@ BwrapLaunch = collections.namedtuple('BwrapLaunch', 'spec process lifecycle bwra
 Started = collections.namedtuple('Started', 'pid service_pid start_time pidns_inode namespaces')
 
 _KILL_GRACE = 10.0
+# How long bwrap gets to exit after its sandbox's PID 1 is gone, for its exit status.
+_EXIT_WAIT = 2.0
 # Where the in-sandbox init and its status live (a tmpfs of its own, mounted last).
 INIT_DIR = '/run/linuxns-init'
 INIT_SCRIPT = INIT_DIR + '/init.py'
@@ -249,6 +251,7 @@ class BwrapDriver(Driver):
 
     def __init__(self):
         self.launch = None
+        self._bwrap_pid = None
 
     def extra_result(self):
         launch = self.launch
@@ -290,6 +293,7 @@ class BwrapDriver(Driver):
     def start(self, launch, log_path, status_path):
         started = _bwrap.start_detached(launch.spec, launch.version, log_path, None,
                                         bwrap_path=launch.bwrap_path, process=launch.process)
+        self._bwrap_pid = started.bwrap_pid
         ident = _inspect.identity(started.child_pid)
         if ident is None:
             _bwrap._reap_after_failure(started.bwrap_pid, None)
@@ -303,6 +307,26 @@ class BwrapDriver(Driver):
         return Started(pid=started.child_pid, service_pid=service_pid,
                        start_time=ident.start_time, pidns_inode=ident.pidns_inode,
                        namespaces=started.namespaces)
+
+    def early_exit(self, started):
+        """The command's exit, from bwrap's: bwrap exits with its command's status, and within the
+        first moment it is still this module's child (no init in the sandbox wrote a status file)."""
+        pid = self._bwrap_pid
+        deadline = time.monotonic() + _EXIT_WAIT
+        while pid is not None:
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if done:
+                self._bwrap_pid = None
+                if os.WIFSIGNALED(status):
+                    return {'code': None, 'signal': os.WTERMSIG(status)}
+                return {'code': os.WEXITSTATUS(status), 'signal': None}
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
+        return None
 
     @staticmethod
     def _first_service(started, log_path):

@@ -66,6 +66,11 @@ class Driver(object):
         """Keys this engine adds to every result, failed ones included (e.g. the bwrap argv)."""
         return {}
 
+    def early_exit(self, started):
+        """``{'code', 'signal'}`` of a service that ended at once, when the store's status file cannot
+        tell (no init wrote one); None when unknown. The default engine's init always writes it."""
+        return None
+
     def stop(self, store, record, stop_signal, stop_timeout):
         """Stop the service of ``record`` (identity-checked); the default signals its PID 1."""
         return store.stop(record, stop_signal, stop_timeout)
@@ -302,7 +307,10 @@ def _start(params, driver, store, name, canonical, launch, desired_hash):
         log_existed = True
     except OSError:
         log_offset, log_existed = 0, False
-    record = None
+    # The default log goes with the record; a log_path the user named and that held
+    # earlier output stays theirs.
+    keep_log = log_existed and log_path != store.log_path(name)
+    record = started = None
     try:
         started = driver.start(launch, log_path, status_path)
         record = Record(
@@ -315,18 +323,16 @@ def _start(params, driver, store, name, canonical, launch, desired_hash):
         store.write(record)
         if getattr(started, 'commit', None) is not None:
             started.commit()
-        _raise_if_dead(store, record, log_path, log_offset)
+        first_moment = _FirstMoment(store, record, driver, started, log_path, log_offset, keep_log)
+        first_moment.raise_if_dead()
         try:
             driver.verify(started, launch)
         except StartError:
             # A service that died says more through its log than through a failed check.
-            _raise_if_dead(store, record, log_path, log_offset)
+            first_moment.raise_if_dead()
             raise
-        _watch_first_moment(store, record, log_path, log_offset)
+        first_moment.watch()
     except BaseException:
-        # The default log goes with the record; a log_path the user named and that held
-        # earlier output stays theirs.
-        keep_log = log_existed and log_path != store.log_path(name)
         _discard(driver, store, record, (store.record_path(name), status_path)
                  + (() if keep_log else (log_path,)))
         raise
@@ -348,21 +354,33 @@ def _discard(driver, store, record, paths):
                 pass
 
 
-def _raise_if_dead(store, record, log_path, log_offset):
-    status = store.status(record.name) or {}
-    if status.get('state') == 'exited' or not store.is_live(record):
-        raise StartError("service '%s' %s within its first moment; the last %d lines of %s:\n%s"
-                         % (record.name, _exit_text(status), LOG_TAIL_LINES, log_path,
-                            log_tail(log_path, log_offset)))
+class _FirstMoment(object):
+    """Watches a fresh service for an immediate death, and says how it died."""
 
+    def __init__(self, store, record, driver, started, log_path, log_offset, keep_log):
+        self.store, self.record, self.driver, self.started = store, record, driver, started
+        self.log_path, self.log_offset, self.keep_log = log_path, log_offset, keep_log
 
-def _watch_first_moment(store, record, log_path, log_offset):
-    deadline = time.monotonic() + START_GRACE
-    while True:
-        _raise_if_dead(store, record, log_path, log_offset)
-        if time.monotonic() >= deadline:
+    def raise_if_dead(self):
+        status = self.store.status(self.record.name) or {}
+        if status.get('state') != 'exited' and self.store.is_live(self.record):
             return
-        time.sleep(_START_POLL)
+        if not status.get('last_exit'):
+            status = dict(status, last_exit=self.driver.early_exit(self.started))
+        tail = log_tail(self.log_path, self.log_offset)
+        # A failed start removes the default log with the record: quote it, never point at it.
+        where = ('the last %d lines of %s' % (LOG_TAIL_LINES, self.log_path) if self.keep_log
+                 else 'its last %d lines of output (its log is removed with it)' % LOG_TAIL_LINES)
+        raise StartError("service '%s' %s within its first moment; %s:\n%s"
+                         % (self.record.name, _exit_text(status), where, tail))
+
+    def watch(self):
+        deadline = time.monotonic() + START_GRACE
+        while True:
+            self.raise_if_dead()
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(_START_POLL)
 
 
 def _exit_text(status):

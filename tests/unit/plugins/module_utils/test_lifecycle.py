@@ -315,6 +315,33 @@ def test_service_dying_at_once_fails_with_its_log_and_leaves_nothing(driver, sto
     assert 'exited with code 3' in message
     assert 'boom' in message and 'line12' in message and 'line11\n' not in message
     assert snapshot(state_dir) == {}
+    assert store.log_path('web') not in message, 'the message must not point at the log it removed'
+    assert 'its last 20 lines of output (its log is removed with it)' in message
+
+
+def test_service_dying_at_once_names_a_log_path_the_user_keeps(driver, store, tmp_path):
+    kept = tmp_path / 'kept.log'
+    kept.write_text(u'earlier run\n')
+    driver.die_on_start = True
+    with pytest.raises(StartError) as caught:
+        converge(driver, store, log_path=str(kept), command="sh -c 'echo boom; exit 4'")
+    assert 'the last 20 lines of %s:\nboom' % kept in str(caught.value)
+    assert kept.read_text().endswith('boom\n')
+
+
+def test_an_engine_without_a_status_file_gives_the_exit_code_in_the_same_words(driver, store, state_dir):
+    """bwrap has no init writing a status file: the driver's early_exit() tells the code."""
+    exits = []
+    driver.early_exit = lambda started: exits.append(started.pid) or {'code': 5, 'signal': None}
+    with pytest.raises(StartError) as caught:
+        converge(driver, store, command="sh -c 'exit 5'")
+    assert "service 'web' exited with code 5 within its first moment" in str(caught.value)
+    assert exits, 'asked the driver'
+    driver.early_exit = lambda started: {'code': None, 'signal': signal.SIGKILL}
+    with pytest.raises(StartError) as caught:
+        converge(driver, store, command="sh -c 'kill -9 $$'")
+    assert "service 'web' was killed by signal SIGKILL within its first moment" in str(caught.value)
+    assert snapshot(state_dir) == {}
 
 
 def test_failed_verification_stops_the_service_and_removes_its_record(driver, store, state_dir):
