@@ -25,6 +25,9 @@ options:
       - V(stopped) stops the service if it runs and keeps its record (and log).
       - V(absent) stops the service if it runs and removes its record, status file and log.
         It needs only O(name) and works with either value of O(detach).
+      - "V(stopped) and V(absent) read only O(name), O(state_dir), O(stop_signal) and O(stop_timeout). The other
+        options of the task are neither used nor checked, so one task with C(state: '{{ svc_state }}') tears
+        down a service whose bind sources, user or joined namespaces are already gone."
       - V(restarted) always stops (if running) and starts the service.
       - With O(detach=false) only V(started) (run the command) and V(absent) are accepted.
     type: str
@@ -61,11 +64,12 @@ options:
         the command. Values are converted to strings; quote them in YAML to keep V(yes) or V(0755) intact.
       - Names must be non-empty and contain neither V(=) nor NUL.
     type: dict
+    default: {}
   clear_env:
     description:
       - Start from an empty environment instead of the module's environment; only O(env) is passed.
-      - Default V(false).
     type: bool
+    default: false
   user:
     description:
       - Run the command as this user (name or numeric uid). A name must exist on the host.
@@ -89,27 +93,33 @@ options:
       - Names are V(nofile), V(nproc), V(as), V(cpu), V(fsize), V(core), V(stack), V(memlock).
       - "Example: C({nofile: 1024, core: {soft: 0, hard: unlimited}})."
     type: dict
+    default: {}
   restart:
     description:
       - Restart policy applied by the namespace's init while the service runs.
       - V(no) never restarts; V(on-failure) restarts when the service exits non-zero or is killed by a
         signal; V(always) restarts on any exit. A stop request never triggers a restart.
-      - Default V(no).
     type: str
     choices: ['no', on-failure, always]
+    default: 'no'
   restart_delay:
     description:
-      - Seconds to wait before a restart. Default V(1).
+      - Seconds to wait before a restart.
     type: float
+    default: 1
   stop_signal:
     description:
       - Signal sent to the service for a graceful stop, as a name or number (V(SIGTERM), V(TERM) or V(15)).
         After O(stop_timeout) seconds the whole namespace is killed with SIGKILL.
-      - Default V(SIGTERM).
+      - A stop (O(state=stopped), O(state=absent), or the stop before a restart) sends the signal the running
+        service was started with, which its init treats as the stop request.
     type: raw
+    default: SIGTERM
   stop_timeout:
     description:
-      - Seconds to wait for a graceful stop before SIGKILL. Default V(10).
+      - Seconds to wait for a graceful stop before SIGKILL.
+      - Default V(10) for a new service. A stop (O(state=stopped), O(state=absent), or the stop before a restart)
+        waits as long as the running service was started with, unless the task sets O(stop_timeout).
     type: float
   log_path:
     description:
@@ -169,6 +179,10 @@ notes:
   - In check mode nothing is touched (no process, no file, not even O(state_dir)); the result and the
     diff say what a real run would do. With O(detach=false) the command is not run in check mode; the task
     reports C(changed) unless O(creates) or O(removes) decide otherwise.
+  - In check mode a host resource the task needs but the host does not have yet, which an earlier task of the
+    same play may create (a bind source, a V(file) mount's source, the O(seccomp) program, a O(join) path, the
+    working directory O(chdir), the program on E(PATH), O(user), O(group), C(tini), C(bwrap)), is a warning
+    naming the option and the path, and the task reports a change. A real run refuses it before anything starts.
   - With C(--diff) the diff shows the canonical spec before (of the running service, or empty) and
     after (of the service that would run, or empty when it would be stopped or removed).
   - Every start is verified before the module returns; a service that exits within its first moment

@@ -32,6 +32,7 @@ from ansible_collections.linuxns.isolation.plugins.module_utils._errors import (
     SpecError,
     StartError,
 )
+from ansible_collections.linuxns.isolation.plugins.module_utils._hostcheck import strict
 
 # Oldest bubblewrap this engine drives: it needs ``--`` (0.3.0) and
 # ``--json-status-fd`` (0.3.x), and 0.4.0 is the oldest release still shipped by
@@ -388,10 +389,6 @@ def _mount(index, item):
         if src is None:
             raise SpecError(where + '.src', src, 'is required for a %s mount' % kind, 'give the host path to bind')
         src = _abs_path(where + '.src', src)
-        if not optional and not os.path.exists(src):
-            raise SpecError(where + '.src', src, 'does not exist on the host',
-                            'create it first, or set optional: true to skip it when missing (--%s-try)'
-                            % kind.replace('_', '-'))
     elif kind == 'symlink':
         if not isinstance(src, str) or not src:
             raise SpecError(where + '.src', src, 'is required for a symlink', 'give the link target, e.g. usr/bin')
@@ -403,9 +400,6 @@ def _mount(index, item):
             raise SpecError(where + '.content', content, 'is not a string', 'give the file text')
         if src is not None:
             src = _abs_path(where + '.src', src)
-            if not os.path.isfile(src):
-                raise SpecError(where + '.src', src, 'is not a regular file on the host',
-                                'point src at an existing file or use content')
     elif src is not None:
         raise SpecError(where + '.src', src, 'does not apply to a %s mount' % kind, 'remove src')
     if content is not None and kind != 'file':
@@ -424,6 +418,28 @@ def _mount(index, item):
             raise SpecError(where + '.size', size, 'only applies to tmpfs mounts', 'remove size')
         size = parse_size(where + '.size', size)
     return Mount(kind, dest, src=src, optional=optional, mode=mode, size=size, content=content)
+
+
+def check_sources(mounts, host=None):
+    """The host paths the user's mounts read: a bind source, a ``file`` mount's source.
+
+    Kept apart from ``_mount`` (which only checks the option's form, and also normalises it
+    for the spec hash): a source missing here is a ``_hostcheck`` matter, a warning in check mode.
+    """
+    host = strict(host)
+    for index, mount in enumerate(mounts):
+        where = 'mounts[%d].src' % index
+        if mount.type in BIND_TYPES and not mount.optional and not os.path.exists(mount.src):
+            host.missing(where, mount.src, 'does not exist on the host',
+                         'create it first, or set optional: true to skip it when missing (--%s-try)'
+                         % mount.type.replace('_', '-'))
+        elif mount.type == 'file' and mount.src is not None:
+            if not os.path.lexists(mount.src):
+                host.missing(where, mount.src, 'does not exist on the host',
+                             'create the file first or use content')
+            elif not os.path.isfile(mount.src):
+                raise SpecError(where, mount.src, 'is not a regular file on the host',
+                                'point src at an existing file or use content')
 
 
 def profile_mounts(profile, root='/'):
@@ -533,7 +549,7 @@ def _env(params):
     return tuple(sorted(out))
 
 
-def _seccomp(params):
+def _seccomp(params, host=None):
     path = params.get('seccomp')
     if path is None:
         return None
@@ -541,6 +557,10 @@ def _seccomp(params):
     try:
         info = os.stat(path)
     except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            strict(host).missing('seccomp', path, 'does not exist on the host',
+                                 'give the path of a compiled seccomp BPF program')
+            return path
         raise SpecError('seccomp', path, 'cannot be read: %s' % exc.strerror,
                         'give the path of a compiled seccomp BPF program')
     # A BPF program is an array of 8-byte struct sock_filter.
@@ -551,11 +571,12 @@ def _seccomp(params):
     return path
 
 
-def bwrap_spec(params, root='/'):
+def bwrap_spec(params, root='/', host=None):
     """Build and validate a :class:`BwrapSpec` from module parameters.
 
     Raises SpecError naming the option, the value and the fix; changes nothing.
-    ``root`` is where the host layout for the profile is read (tests).
+    ``root`` is where the host layout for the profile is read (tests). ``host``
+    (``_hostcheck.HostChecks``) takes the host paths that are missing.
     """
     argv = _command(params)
     unshare = _unshare(params)
@@ -570,6 +591,7 @@ def bwrap_spec(params, root='/'):
     if not isinstance(mounts, (list, tuple)):
         raise SpecError('mounts', mounts, 'is not a list', 'give a list of {type, dest, ...}')
     mounts = tuple(_mount(index, item) for index, item in enumerate(mounts))
+    check_sources(mounts, host)
 
     def has(ns):
         return unshare == ('all',) or ns in unshare
@@ -618,7 +640,7 @@ def bwrap_spec(params, root='/'):
         unset_env=tuple(sorted(set(unset_env))), clear_env=clear_env,
         new_session=new_session, die_with_parent=die_with_parent, as_pid_1=as_pid_1,
         cap_add=cap_add, cap_drop=cap_drop,
-        seccomp=_seccomp(params), disable_userns=disable_userns, bwrap_path=bwrap_path)
+        seccomp=_seccomp(params, host), disable_userns=disable_userns, bwrap_path=bwrap_path)
 
 
 def _check_caps(cap_add, cap_drop):

@@ -48,6 +48,8 @@ BwrapLaunch = collections.namedtuple('BwrapLaunch', 'spec process lifecycle bwra
 Started = collections.namedtuple('Started', 'pid service_pid start_time pidns_inode namespaces')
 
 _KILL_GRACE = 10.0
+# How long bwrap gets to exit after its sandbox's PID 1 is gone, for its exit status.
+_EXIT_WAIT = 2.0
 # Where the in-sandbox init and its status live (a tmpfs of its own, mounted last).
 INIT_DIR = '/run/linuxns-init'
 INIT_SCRIPT = INIT_DIR + '/init.py'
@@ -148,7 +150,7 @@ _MOUNT_SUBOPTIONS = {
     'type': {'type': 'str', 'required': True, 'choices': list(_bwrap.MOUNT_TYPES)},
     'src': {'type': 'str'},
     'dest': {'type': 'str', 'required': True},
-    'optional': {'type': 'bool'},
+    'optional': {'type': 'bool', 'default': False},
     'mode': {'type': 'raw'},
     'size': {'type': 'raw'},
     'content': {'type': 'str'},
@@ -221,7 +223,7 @@ def _python_inside(spec, restart):
                     'or restart: no')
 
 
-def _with_init(params, spec, process, lifecycle):
+def _with_init(params, spec, process, lifecycle, host=None):
     """The spec whose command is the collection's init supervising the user's command."""
     if not spec.unshares('pid'):
         raise SpecError('restart', lifecycle.restart, 'needs a new pid namespace (its init is the sandbox\'s PID 1)',
@@ -238,7 +240,7 @@ def _with_init(params, spec, process, lifecycle):
         {'type': 'file', 'dest': INIT_SCRIPT, 'content': _init_source()},
     ]
     wrapped = dict(params, command=None, argv=argv, as_pid_1=True, mounts=mounts)
-    return _bwrap.bwrap_spec(wrapped)
+    return _bwrap.bwrap_spec(wrapped, host=host)
 
 
 def masked_argv(argv):
@@ -262,34 +264,49 @@ class BwrapDriver(Driver):
 
     def __init__(self):
         self.launch = None
+        self._bwrap_pid = None
 
     def extra_result(self):
         launch = self.launch
         return {'argv': masked_argv(launch.argv) if launch else None,
-                'bwrap_version': _bwrap.version_text(launch.version) if launch else None}
+                'bwrap_version': _bwrap.version_text(launch.version) if launch and launch.version else None}
 
-    def build(self, params):
-        lifecycle = _spec.lifecycle_spec(params)
-        process = _spec.process_spec(params)
-        spec = _bwrap.bwrap_spec(params)
+    def build(self, params, host=None):
+        lifecycle = _spec.lifecycle_spec(params, host)
+        process = _spec.process_spec(params, host)
+        spec = _bwrap.bwrap_spec(params, host=host)
         detach = params.get('detach', True) is not False
         if spec.die_with_parent and detach:
             raise SpecError('die_with_parent', True,
                             'would kill the service as soon as the module returns (detach: true)',
                             'remove die_with_parent or set it to false')
         if detach and lifecycle.restart != 'no':
-            spec = _with_init(params, spec, process, lifecycle)
-        path = _bwrap.find_bwrap(spec.bwrap_path)
-        version = _bwrap.bwrap_version(path)
-        argv = _bwrap.build_argv(spec, version, _bwrap.INFO_FD,
-                                 None if detach else _bwrap.STATUS_FD, bwrap_path=path)
+            spec = _with_init(params, spec, process, lifecycle, host)
+        path = self._bwrap_path(spec, host)
+        version = argv = None
+        if path is not None:
+            version = _bwrap.bwrap_version(path)
+            argv = _bwrap.build_argv(spec, version, _bwrap.INFO_FD,
+                                     None if detach else _bwrap.STATUS_FD, bwrap_path=path)
         canonical = _spec.canonical(params, self.options)
         self.launch = BwrapLaunch(spec, process, lifecycle, path, version, argv)
         return canonical, self.launch
 
+    @staticmethod
+    def _bwrap_path(spec, host):
+        """The bwrap to run; None in check mode when it is not installed yet (a warning says so)."""
+        try:
+            return _bwrap.find_bwrap(spec.bwrap_path)
+        except SpecError as exc:
+            if host is None or not host.check_mode or (spec.bwrap_path and os.path.exists(spec.bwrap_path)):
+                raise
+            host.missing(exc.option, exc.value, exc.problem, exc.fix)
+            return None
+
     def start(self, launch, log_path, status_path):
         started = _bwrap.start_detached(launch.spec, launch.version, log_path, None,
                                         bwrap_path=launch.bwrap_path, process=launch.process)
+        self._bwrap_pid = started.bwrap_pid
         ident = _inspect.identity(started.child_pid)
         if ident is None:
             _bwrap._reap_after_failure(started.bwrap_pid, None)
@@ -303,6 +320,26 @@ class BwrapDriver(Driver):
         return Started(pid=started.child_pid, service_pid=service_pid,
                        start_time=ident.start_time, pidns_inode=ident.pidns_inode,
                        namespaces=started.namespaces)
+
+    def early_exit(self, started):
+        """The command's exit, from bwrap's: bwrap exits with its command's status, and within the
+        first moment it is still this module's child (no init in the sandbox wrote a status file)."""
+        pid = self._bwrap_pid
+        deadline = time.monotonic() + _EXIT_WAIT
+        while pid is not None:
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if done:
+                self._bwrap_pid = None
+                if os.WIFSIGNALED(status):
+                    return {'code': None, 'signal': os.WTERMSIG(status)}
+                return {'code': os.WEXITSTATUS(status), 'signal': None}
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
+        return None
 
     @staticmethod
     def _first_service(started, log_path):

@@ -13,12 +13,15 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import (
     StoreError,
     TargetError,
 )
 from ansible_collections.linuxns.isolation.plugins.module_utils._inspect import (
     children,
+    isolation,
     link_inode,
     list_namespaces,
     namespaces_of,
@@ -69,12 +72,20 @@ def host_service_pid(record, alive, status):
     return getattr(record, 'service_pid', None)
 
 
-def service_fact(name, record, alive, status, service_pid=None):
-    """One ``services`` entry from a store record and its status file (or ``None``)."""
+def service_fact(name, record, alive, status, service_pid=None, own=None):
+    """One ``services`` entry from a store record and its status file (or ``None``).
+
+    ``own``: the namespaces ({type: link}) of the process asking; ``isolated`` lists the
+    recorded namespaces that differ from them, less those the spec joined (``joined``).
+    """
     status = status or {}
     last_exit = status.get('last_exit')
     if last_exit is not None:
         last_exit = {'code': last_exit.get('code'), 'signal': last_exit.get('signal')}
+    namespaces = dict(getattr(record, 'namespaces', None) or {})
+    spec = getattr(record, 'spec', None)
+    join = spec.get('join') if isinstance(spec, dict) else None
+    isolated, joined = isolation(namespaces, own or {}, join if isinstance(join, dict) else ())
     return {
         'name': name,
         'module': getattr(record, 'module', None),
@@ -89,7 +100,9 @@ def service_fact(name, record, alive, status, service_pid=None):
         'version': getattr(record, 'version', None),
         'last_exit': last_exit,
         'log_path': getattr(record, 'log_path', None),
-        'namespaces': dict(getattr(record, 'namespaces', None) or {}),
+        'namespaces': namespaces,
+        'isolated': isolated,
+        'joined': joined,
     }
 
 
@@ -101,6 +114,7 @@ def service_facts(store, names=None):
     """
     services = []
     warnings = []
+    own = namespaces_of(os.getpid())
     for name in sorted(store.names()):
         if names is not None and name not in names:
             continue
@@ -119,7 +133,7 @@ def service_facts(store, names=None):
             warnings.append("service '%s': %s" % (name, exc))
             status = None
         services.append(service_fact(name, record, alive, status,
-                                     host_service_pid(record, alive, status)))
+                                     host_service_pid(record, alive, status), own))
     return services, warnings
 
 

@@ -80,6 +80,20 @@ def namespaces_of(pid, proc=_PROC):
     return result
 
 
+def isolation(links, own_links, joined_types=()):
+    """``(isolated, joined)``: sorted type lists of a process's namespaces ``links`` ({type: link}).
+
+    ``joined`` are the ``joined_types`` (namespaces the spec joined from a path) the process
+    has; ``isolated`` are the other types whose namespace differs from ``own_links`` (the
+    namespaces of the process that asks, normally the module), i.e. the ones created for it.
+    A type missing from either side (a kernel without it) is in neither list.
+    """
+    joined = sorted(t for t in set(joined_types) if t in links)
+    isolated = sorted(t for t, link in links.items()
+                      if t not in joined and own_links.get(t) is not None and link != own_links[t])
+    return isolated, joined
+
+
 def _read(path):
     with open(path, 'rb') as handle:
         return handle.read()

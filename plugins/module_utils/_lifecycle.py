@@ -25,6 +25,7 @@ import time
 from ansible_collections.linuxns.isolation.plugins.module_utils import _spec
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import (
     LinuxnsError, StartError, StoreError)
+from ansible_collections.linuxns.isolation.plugins.module_utils._hostcheck import HostChecks, preview_exec
 
 # A one-shot (detach: false) never touches the store nor reads /proc of a service: _store and
 # _inspect are imported where a service is handled, so a one-shot task does not compile them.
@@ -42,8 +43,12 @@ class Driver(object):
 
     module = None
 
-    def build(self, params):
-        """Validate ``params`` (raise SpecError) and return ``(canonical_dict, launch)``."""
+    def build(self, params, host=None):
+        """Validate ``params`` (raise SpecError) and return ``(canonical_dict, launch)``.
+
+        ``host`` (``_hostcheck.HostChecks``) takes what is missing on the host: an error in a real
+        run, a warning in check mode (the build then goes on without it).
+        """
         raise NotImplementedError
 
     def start(self, launch, log_path, status_path):
@@ -61,6 +66,11 @@ class Driver(object):
         """Keys this engine adds to every result, failed ones included (e.g. the bwrap argv)."""
         return {}
 
+    def early_exit(self, started):
+        """``{'code', 'signal'}`` of a service that ended at once, when the store's status file cannot
+        tell (no init wrote one); None when unknown. The default engine's init always writes it."""
+        return None
+
     def stop(self, store, record, stop_signal, stop_timeout):
         """Stop the service of ``record`` (identity-checked); the default signals its PID 1."""
         return store.stop(record, stop_signal, stop_timeout)
@@ -72,10 +82,14 @@ class PidNamespaceDriver(Driver):
     module = 'pid_namespace'
     options = _spec.LIFECYCLE_OPTIONS + _spec.PID_NAMESPACE_OPTIONS
 
-    def build(self, params):
-        lifecycle = _spec.lifecycle_spec(params)
-        process = _spec.process_spec(params)
-        namespaces = _spec.namespace_spec(params)
+    def build(self, params, host=None):
+        lifecycle = _spec.lifecycle_spec(params, host)
+        process = _spec.process_spec(params, host)
+        namespaces = _spec.namespace_spec(params, host)
+        if host is not None and 'mount' not in dict(namespaces.join):
+            from ansible_collections.linuxns.isolation.plugins.module_utils._process import build_env
+            program_option = 'argv' if params.get('argv') is not None else 'command'
+            preview_exec(host, program_option, process.argv[0], process.chdir, build_env(process))
         return _spec.canonical(params, self.options), PidLaunch(process, namespaces, lifecycle)
 
     def start(self, launch, log_path, status_path):
@@ -212,26 +226,36 @@ def converge(module_params, driver, check_mode, store=None):
     """
     params = dict(module_params)
     name, state, detach = _spec.validate_lifecycle(params)
-    has_command = params.get('command') is not None or params.get('argv') is not None
+    host = HostChecks(check_mode)
     if not detach and state != 'absent':
-        canonical, launch = driver.build(params)
-        return _one_shot(params, driver, canonical, launch, check_mode)
+        canonical, launch = driver.build(params, host=host)
+        return _missing_on_host(host, _one_shot(params, driver, canonical, launch, check_mode))
     if store is None:
         from ansible_collections.linuxns.isolation.plugins.module_utils._store import Store
         store = Store(params.get('state_dir'))
     canonical = launch = None
-    if state in ('started', 'restarted') or has_command:
-        canonical, launch = driver.build(params)
-    else:
-        _spec.lifecycle_spec(params)
+    # stopped and absent use the name and the stop options only (validate_lifecycle checked them):
+    # the spec is neither built nor checked against the host, so teardown works once its bind
+    # sources, users or namespaces are gone.
+    if state in ('started', 'restarted'):
+        canonical, launch = driver.build(params, host=host)
     desired_hash = _spec.spec_hash(canonical) if canonical is not None else None
     if check_mode:
-        return _converge_service(params, driver, store, name, state, canonical, launch, desired_hash, True)
+        return _missing_on_host(host, _converge_service(params, driver, store, name, state, canonical, launch,
+                                                        desired_hash, True))
     if state in ('stopped', 'absent') and not os.path.lexists(store.record_path(name)):
         # Nothing to stop or forget: do not even create the state directory for a lock.
         return _converge_service(params, driver, store, name, state, canonical, launch, desired_hash, True)
     with store.lock(name):
         return _converge_service(params, driver, store, name, state, canonical, launch, desired_hash, False)
+
+
+def _missing_on_host(host, result):
+    """Check mode with a host resource missing: a real run would need it created first, so a change."""
+    if host.warnings:
+        result['changed'] = True
+        result['warnings_on_host'] = list(host.warnings)
+    return result
 
 
 def _read(store, name, state):
@@ -328,7 +352,10 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
         log_existed = True
     except OSError:
         log_offset, log_existed = 0, False
-    record = None
+    # The default log goes with the record; a log_path the user named and that held
+    # earlier output stays theirs.
+    keep_log = log_existed and log_path != store.log_path(name)
+    record = started = None
     try:
         started = driver.start(launch, log_path, status_path)
         record = Record(
@@ -341,18 +368,16 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
         store.write(record)
         if getattr(started, 'commit', None) is not None:
             started.commit()
-        _raise_if_dead(store, record, log_path, log_offset)
+        first_moment = _FirstMoment(store, record, driver, started, log_path, log_offset, keep_log)
+        first_moment.raise_if_dead()
         try:
             driver.verify(started, launch)
         except StartError:
             # A service that died says more through its log than through a failed check.
-            _raise_if_dead(store, record, log_path, log_offset)
+            first_moment.raise_if_dead()
             raise
-        _watch_first_moment(store, record, log_path, log_offset)
+        first_moment.watch()
     except BaseException:
-        # The default log goes with the record; a log_path the user named and that held
-        # earlier output stays theirs.
-        keep_log = log_existed and log_path != store.log_path(name)
         _discard(driver, store, record, (store.record_path(name), status_path)
                  + (() if keep_log else (log_path,)))
         raise
@@ -374,21 +399,33 @@ def _discard(driver, store, record, paths):
                 pass
 
 
-def _raise_if_dead(store, record, log_path, log_offset):
-    status = store.status(record.name) or {}
-    if status.get('state') == 'exited' or not store.is_live(record):
-        raise StartError("service '%s' %s within its first moment; the last %d lines of %s:\n%s"
-                         % (record.name, _exit_text(status), LOG_TAIL_LINES, log_path,
-                            log_tail(log_path, log_offset)))
+class _FirstMoment(object):
+    """Watches a fresh service for an immediate death, and says how it died."""
 
+    def __init__(self, store, record, driver, started, log_path, log_offset, keep_log):
+        self.store, self.record, self.driver, self.started = store, record, driver, started
+        self.log_path, self.log_offset, self.keep_log = log_path, log_offset, keep_log
 
-def _watch_first_moment(store, record, log_path, log_offset):
-    deadline = time.monotonic() + START_GRACE
-    while True:
-        _raise_if_dead(store, record, log_path, log_offset)
-        if time.monotonic() >= deadline:
+    def raise_if_dead(self):
+        status = self.store.status(self.record.name) or {}
+        if status.get('state') != 'exited' and self.store.is_live(self.record):
             return
-        time.sleep(_START_POLL)
+        if not status.get('last_exit'):
+            status = dict(status, last_exit=self.driver.early_exit(self.started))
+        tail = log_tail(self.log_path, self.log_offset)
+        # A failed start removes the default log with the record: quote it, never point at it.
+        where = ('the last %d lines of %s' % (LOG_TAIL_LINES, self.log_path) if self.keep_log
+                 else 'its last %d lines of output (its log is removed with it)' % LOG_TAIL_LINES)
+        raise StartError("service '%s' %s within its first moment; %s:\n%s"
+                         % (self.record.name, _exit_text(status), where, tail))
+
+    def watch(self):
+        deadline = time.monotonic() + START_GRACE
+        while True:
+            self.raise_if_dead()
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(_START_POLL)
 
 
 def _exit_text(status):
@@ -438,19 +475,39 @@ def _host_service_pid(record, status):
     return None
 
 
+def isolation_of(record, namespaces, own=None):
+    """``(isolated, joined)`` type lists of a service with ``namespaces`` ({type: link}).
+
+    Joined types are those the record's spec joins from a path (pid_namespace's ``join``);
+    isolated ones differ from ``own`` (default: this process's namespaces, the module's).
+    """
+    if not namespaces:
+        return [], []
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
+    spec = getattr(record, 'spec', None)
+    join = spec.get('join') if isinstance(spec, dict) else None
+    if own is None:
+        own = _inspect.namespaces_of(os.getpid())
+    return _inspect.isolation(namespaces, own, join if isinstance(join, dict) else ())
+
+
 def _service_result(params, driver, store, name, state, record, live, desired_hash, dry):
     status = (store.status(name) or {}) if record is not None else {}
     if record is None:
         log_path = params.get('log_path') or store.log_path(name)
     else:
         log_path = record.log_path
+    namespaces = dict(record.namespaces or {}) if live and record is not None else {}
+    isolated, joined = isolation_of(record, namespaces)
     return {
         'name': name,
         'state': 'absent' if state == 'absent' else ('started' if live or (dry and state in (
             'started', 'restarted')) else 'stopped'),
         'pid': record.pid if live and record is not None else None,
         'service_pid': _host_service_pid(record, status) if live and record is not None else None,
-        'namespaces': dict(record.namespaces or {}) if live and record is not None else {},
+        'namespaces': namespaces,
+        'isolated': isolated,
+        'joined': joined,
         'spec_hash': desired_hash or (record.spec_hash if record is not None else None),
         'started_at': record.started_at if record is not None and state != 'absent' else None,
         'log_path': None if state == 'absent' else log_path,
@@ -474,7 +531,7 @@ def _one_shot(params, driver, canonical, launch, check_mode):
     argv = list(canonical.get('argv') or launch_argv(launch))
     result = {
         'changed': False, 'name': params.get('name'), 'state': 'started', 'pid': None, 'service_pid': None,
-        'namespaces': {}, 'spec_hash': _spec.spec_hash(canonical), 'started_at': None, 'log_path': None,
+        'namespaces': {}, 'isolated': [], 'joined': [], 'spec_hash': _spec.spec_hash(canonical), 'started_at': None, 'log_path': None,
         'restarts': 0, 'cmd': argv, 'rc': None, 'stdout': '', 'stderr': '', 'stdout_lines': [],
         'stderr_lines': [], 'msg': '',
     }
@@ -523,6 +580,8 @@ def run_module(module, driver):
         module.fail_json(msg=str(exc), **driver.extra_result())
     result.update(driver.extra_result())
     result.pop('actions', None)
+    for warning in result.pop('warnings_on_host', ()):
+        module.warn(warning)
     if not module._diff:
         result.pop('diff', None)
     if result.pop('failed', False):

@@ -23,6 +23,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import copy
+import errno
 import fcntl
 import grp
 import hashlib
@@ -38,6 +40,7 @@ import shutil
 import signal
 
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import SpecError
+from ansible_collections.linuxns.isolation.plugins.module_utils._hostcheck import strict
 
 NAMESPACE_TYPES = ('pid', 'mount', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time')
 DEFAULT_NAMESPACES = ('mount', 'pid')
@@ -485,22 +488,32 @@ def _user_text(option):
 class Option(object):
     """One module option, declared once.
 
-    ``default`` is the documented effective default (a value, or a callable taking the
-    raw params when it depends on other options); ``ansible_default`` is what Ansible
-    fills in (``None`` unless unset and default must not be distinguished);
+    ``default`` is the one place an option's default lives:
+
+    * a plain value is a *static* default: it is the ``default`` of the argument_spec, so
+      Ansible fills it in and ansible-doc shows it (the module's DOCUMENTATION must say the
+      same value: validate-modules compares them);
+    * a callable ``default(params)`` is a default that depends on other options (or, for
+      ``stop_timeout``, on the recorded service): Ansible leaves the option ``None``, the
+      option's text describes the rule, and ``effective_default(params)`` computes it;
+    * ``None``: no default.
+
+    ``canonical()`` drops a value equal to the (effective) default, so a task that sets an
+    option to its default, one that leaves it unset, and one from before a default moved
+    into the argument_spec all hash the same.
+
     ``normalise(value)`` validates one value and returns its canonical JSON-friendly form;
     ``hashed`` says whether the option takes part in the spec hash, under ``key``.
     """
 
-    __slots__ = ('name', 'type', 'default', 'ansible_default', 'choices', 'elements',
-                 'normalise', 'hashed', 'key', 'suboptions')
+    __slots__ = ('name', 'type', 'default', 'choices', 'elements', 'normalise', 'hashed', 'key',
+                 'suboptions')
 
-    def __init__(self, name, type='str', default=None, ansible_default=None, choices=None,
-                 elements=None, normalise=None, hashed=True, key=None, suboptions=None):
+    def __init__(self, name, type='str', default=None, choices=None, elements=None, normalise=None,
+                 hashed=True, key=None, suboptions=None):
         self.name = name
         self.type = type
         self.default = default
-        self.ansible_default = ansible_default
         self.choices = choices
         self.elements = elements
         self.normalise = normalise or (lambda value: value)
@@ -508,20 +521,30 @@ class Option(object):
         self.key = key or name
         self.suboptions = suboptions
 
+    @property
+    def static_default(self):
+        """The default Ansible fills in, or None when there is none or it depends on other options."""
+        return None if callable(self.default) else self.default
+
     def effective_default(self, params):
         return self.default(params) if callable(self.default) else self.default
 
     def argument_spec(self):
         spec = {'type': self.type}
-        if self.ansible_default is not None:
-            spec['default'] = self.ansible_default
+        if self.static_default is not None:
+            spec['default'] = copy.deepcopy(self.static_default)
         if self.choices:
             spec['choices'] = list(self.choices)
         if self.elements:
             spec['elements'] = self.elements
         if self.suboptions:
-            spec['options'] = dict((k, dict(v)) for k, v in self.suboptions.items())
+            spec['options'] = copy.deepcopy(self.suboptions)
         return spec
+
+
+def _stop_timeout_default(params):
+    """10 s for a new service; a stop uses the recorded service's own value (see _lifecycle)."""
+    return 10
 
 
 _ID_MAP_SUBOPTIONS = {
@@ -532,9 +555,8 @@ _ID_MAP_SUBOPTIONS = {
 
 LIFECYCLE_OPTIONS = (
     Option('name', normalise=validate_name),
-    Option('state', default='started', ansible_default='started', choices=STATES,
-           normalise=_choice('state', STATES)),
-    Option('detach', 'bool', default=True, ansible_default=True, normalise=_bool('detach')),
+    Option('state', default='started', choices=STATES, normalise=_choice('state', STATES)),
+    Option('detach', 'bool', default=True, normalise=_bool('detach')),
     Option('command', normalise=_command, key='argv'),
     Option('argv', 'list', elements='str', normalise=_argv),
     Option('chdir', 'path', normalise=_abs_path('chdir')),
@@ -548,7 +570,7 @@ LIFECYCLE_OPTIONS = (
            normalise=_choice('restart', RESTART_POLICIES, {False: 'no', 'False': 'no', 'false': 'no'})),
     Option('restart_delay', 'float', default=1, normalise=_seconds('restart_delay')),
     Option('stop_signal', 'raw', default='SIGTERM', normalise=_signal),
-    Option('stop_timeout', 'float', default=10, normalise=_seconds('stop_timeout')),
+    Option('stop_timeout', 'float', default=_stop_timeout_default, normalise=_seconds('stop_timeout')),
     Option('log_path', 'path', normalise=_abs_path('log_path')),
     Option('timeout', 'float', normalise=_seconds('timeout')),
     Option('creates', 'path', normalise=_any_path('creates')),
@@ -654,29 +676,34 @@ def spec_hash(canonical_dict):
 # ---------------------------------------------------------------------------
 # spec builders (cross-option checks live here)
 
-def _resolve_user(value):
+def _resolve_user(value, host):
+    """(uid, primary gid or None); (None, None) for a missing user in check mode."""
     if value.isdigit():
         return int(value), None
     try:
         entry = pwd.getpwnam(value)
     except KeyError:
-        raise SpecError('user', value, 'does not exist on this host',
-                        'create the user first or give a numeric uid')
+        host.missing('user', value, 'does not exist on this host', 'create the user first or give a numeric uid')
+        return None, None
     return entry.pw_uid, entry.pw_gid
 
 
-def _resolve_group(value):
+def _resolve_group(value, host):
     if value.isdigit():
         return int(value)
     try:
         return grp.getgrnam(value).gr_gid
     except KeyError:
-        raise SpecError('group', value, 'does not exist on this host',
-                        'create the group first or give a numeric gid')
+        host.missing('group', value, 'does not exist on this host', 'create the group first or give a numeric gid')
+        return None
 
 
-def process_spec(params):
-    """Build the ``ProcessSpec`` from module params (validating every process option)."""
+def process_spec(params, host=None):
+    """Build the ``ProcessSpec`` from module params (validating every process option).
+
+    ``host`` (``_hostcheck.HostChecks``) takes a user or group missing on the host.
+    """
+    host = strict(host)
     command, argv = params.get('command'), params.get('argv')
     if command is not None and argv is not None:
         raise SpecError('command', command, 'is set together with argv',
@@ -688,14 +715,14 @@ def process_spec(params):
     uid = gid = None
     user, group = _value(params, 'user'), _value(params, 'group')
     if user is not None:
-        uid, gid = _resolve_user(user)
-        if gid is None:
+        uid, gid = _resolve_user(user, host)
+        if gid is None and uid is not None:
             try:
                 gid = pwd.getpwuid(uid).pw_gid
             except KeyError:
                 gid = uid
     if group is not None:
-        gid = _resolve_group(group)
+        gid = _resolve_group(group, host)
     umask = _value(params, 'umask')
     rlimits = _value(params, 'rlimits') or {}
     return ProcessSpec(
@@ -715,7 +742,7 @@ def _rlimit_int(limit):
     return resource.RLIM_INFINITY if limit == UNLIMITED else limit
 
 
-def check_namespace_file(ns_type, path, option='join'):
+def check_namespace_file(ns_type, path, option='join', host=None):
     """Refuse a join path that is not a namespace of ``ns_type``.
 
     A namespace file (``/proc/PID/ns/TYPE``, or a bind mount of one such as
@@ -723,12 +750,15 @@ def check_namespace_file(ns_type, path, option='join'):
     ``st_dev`` as ``/proc/self/ns/net``. Under ``/proc/*/ns/`` the entry name must be the
     type; elsewhere ``ioctl(NS_GET_NSTYPE)`` tells the type where the kernel supports it.
     """
+    fix = ('give an existing namespace file, e.g. /proc/PID/ns/%s or /run/netns/NAME'
+           % ('mnt' if ns_type == 'mount' else ns_type))
     try:
         st = os.stat(path)
     except OSError as exc:
-        raise SpecError(option, {ns_type: path}, 'cannot be used: %s' % exc.strerror,
-                        'give an existing namespace file, e.g. /proc/PID/ns/%s or /run/netns/NAME'
-                        % ('mnt' if ns_type == 'mount' else ns_type))
+        if exc.errno == errno.ENOENT:
+            strict(host).missing(option, {ns_type: path}, 'does not exist', fix)
+            return
+        raise SpecError(option, {ns_type: path}, 'cannot be used: %s' % exc.strerror, fix)
     nsfs_dev = os.stat('/proc/self/ns/net').st_dev
     proc_entry = _PROC_NS_PATH.fullmatch(path)
     if st.st_dev != nsfs_dev:
@@ -754,7 +784,7 @@ def _nstype(path):
         os.close(fd)
 
 
-def namespace_spec(params):
+def namespace_spec(params, host=None):
     """Build the ``NamespaceSpec`` of pid_namespace (validating every namespace option)."""
     join = _value(params, 'join') or {}
     explicit = params.get('namespaces') is not None
@@ -763,7 +793,7 @@ def namespace_spec(params):
         if explicit and ns_type in create:
             raise SpecError('join', {ns_type: path}, 'names a type that namespaces also creates',
                             'remove %s from namespaces or from join' % ns_type)
-        check_namespace_file(ns_type, path)
+        check_namespace_file(ns_type, path, host=host)
 
     def needs(option, value, ns_type, what):
         raise SpecError(option, value, 'needs a new %s namespace' % ns_type,
@@ -809,8 +839,17 @@ def namespace_spec(params):
 pid_namespace_spec = namespace_spec
 
 
+# What state stopped and state absent read of a task: the rest describes a service to start, and
+# may no longer hold by teardown time (a bind source removed, a user deleted, a netns gone).
+STOP_OPTIONS = ('name', 'state', 'detach', 'state_dir', 'stop_signal', 'stop_timeout')
+
+
 def validate_lifecycle(params):
-    """Cross-option checks of the common lifecycle options; returns (name, state, detach)."""
+    """Cross-option checks of the common lifecycle options; returns (name, state, detach).
+
+    For ``stopped`` and ``absent`` only ``STOP_OPTIONS`` are checked: one task with
+    ``state: "{{ svc_state }}"`` must be able to tear down what it started.
+    """
     state = _effective(params, 'state')
     detach = _effective(params, 'detach')
     name = _value(params, 'name')
@@ -822,6 +861,10 @@ def validate_lifecycle(params):
         raise SpecError('state', state, 'needs detach: true (a one-shot command leaves nothing '
                         'running to stop or restart)',
                         'use state: started with detach: false, or detach: true for a service')
+    if state in ('stopped', 'absent'):
+        for option in STOP_OPTIONS:
+            _value(params, option)
+        return name, state, detach
     if detach:
         for option in ('creates', 'removes'):
             if params.get(option) is not None:
@@ -838,14 +881,14 @@ def validate_lifecycle(params):
     return name, state, detach
 
 
-def lifecycle_spec(params):
+def lifecycle_spec(params, host=None):
     """Build the ``LifecycleSpec`` (validating every common lifecycle option)."""
     validate_lifecycle(params)
     restart = _effective(params, 'restart')
     init = _effective(params, 'init')
     if init == 'tini' and shutil.which('tini') is None:
-        raise SpecError('init', init, 'needs tini, which is not on PATH',
-                        'install tini (the sandbox_host role can) or use init: builtin')
+        strict(host).missing('init', init, 'needs tini, which is not on PATH',
+                             'install tini (the sandbox_host role can) or use init: builtin')
     if init in ('none', 'tini') and restart != 'no':
         raise SpecError('restart', restart, 'needs the builtin init to restart the service, but init is %s'
                         % init, 'use init: builtin, or restart: no')

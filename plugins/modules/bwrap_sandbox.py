@@ -32,16 +32,16 @@ options:
         V(user), V(ipc), V(pid), V(net), V(uts), V(cgroup), or V([all]).
       - V([all]) is C(--unshare-all) (user namespace when possible, ipc, pid, net, uts, cgroup when possible).
         A list is the matching C(--unshare-*) options, the user namespace then being required.
-      - Default V([all]).
     type: list
     elements: str
     choices: [user, ipc, pid, net, uts, cgroup, all]
+    default: [all]
   share_net:
     description:
       - Keep the host's network namespace while unsharing the rest (C(--share-net)). With an explicit O(unshare)
         list, leaving out V(net) has the same effect; listing V(net) together with O(share_net=true) is refused.
-      - Default V(false).
     type: bool
+    default: false
   profile:
     description:
       - V(minimal) mounts read-only C(/usr) and C(/etc), the merged-/usr symlinks C(/bin), C(/sbin), C(/lib),
@@ -49,9 +49,9 @@ options:
         a fresh C(/proc), a minimal C(/dev) and a tmpfs on C(/tmp).
       - V(none) starts from an empty root; only O(mounts) builds it.
       - The profile's operations come first, then O(mounts) in their order.
-      - Default V(minimal).
     type: str
     choices: [minimal, none]
+    default: minimal
   mounts:
     description:
       - Filesystem operations, applied in this order after the O(profile)'s.
@@ -86,8 +86,9 @@ options:
       optional:
         description:
           - For the bind types only. Skip the mount when O(mounts[].src) does not exist (C(--bind-try) etc.)
-            instead of failing. Default V(false).
+            instead of failing.
         type: bool
+        default: false
       mode:
         description:
           - Octal permissions of what V(tmpfs), V(dir) or V(file) creates (C(--perms), bubblewrap 0.5.0 or later),
@@ -128,7 +129,7 @@ options:
   clear_env:
     description:
       - Start the sandbox with an empty environment (C(--clearenv), bubblewrap 0.5.0 or later); only O(env) is
-        passed. Default V(false).
+        passed.
     type: bool
   unset_env:
     description:
@@ -138,8 +139,9 @@ options:
   new_session:
     description:
       - Start the sandbox in a new terminal session (C(--new-session)), so the command cannot push input into the
-        caller's terminal (TIOCSTI). Default V(true).
+        caller's terminal (TIOCSTI).
     type: bool
+    default: true
   die_with_parent:
     description:
       - Kill the sandbox with SIGKILL when bwrap's parent dies (C(--die-with-parent)).
@@ -150,8 +152,9 @@ options:
     description:
       - Run the command as PID 1 of the sandbox's PID namespace (C(--as-pid-1)) instead of under bwrap's reaper.
         The command then has to reap orphans itself, and gets only the signals it has handlers for.
-      - Needs a new pid namespace. Default V(false).
+      - Needs a new pid namespace.
     type: bool
+    default: false
   cap_add:
     description:
       - Capabilities kept inside the sandbox (C(--cap-add)), names as in capabilities(7) with or without the
@@ -175,8 +178,8 @@ options:
     description:
       - Forbid creating further user namespaces inside the sandbox (C(--disable-userns), bubblewrap 0.8.0 or
         later). Needs a new user namespace; with V([all]) the module adds C(--unshare-user) so it is certain.
-      - Default V(false).
     type: bool
+    default: false
   bwrap_path:
     description:
       - Absolute path of the bwrap executable. Default is C(bwrap) found on E(PATH); when there is none the task
@@ -189,7 +192,6 @@ options:
         inside the same sandbox (same PID 1, same namespaces); see the notes.
       - Needs a new pid namespace, and the Python that runs the module visible inside the sandbox (as with
         O(profile=minimal), which binds C(/usr)). Not with O(as_pid_1=true).
-      - Default V(no).
     type: str
     choices: ['no', on-failure, always]
   user:
@@ -335,6 +337,23 @@ namespaces:
   returned: always
   type: dict
   sample: {pid: 'pid:[4026532481]', net: 'net:[4026532484]', mount: 'mnt:[4026532478]'}
+isolated:
+  description:
+    - The namespace types created for the sandbox, sorted; those of RV(namespaces) that differ from the module's
+      own namespaces. A type missing here is shared with the host (for example V(net) with O(share_net=true)).
+    - Empty when the sandbox does not run, and for O(detach=false).
+  returned: always
+  type: list
+  elements: str
+  sample: [cgroup, ipc, mount, pid, user, uts]
+joined:
+  description:
+    - The namespace types the sandbox joined from a path; bubblewrap joins none, so always empty (the key is
+      there so that RV(isolated) and RV(joined) read the same for every service module).
+  returned: always
+  type: list
+  elements: str
+  sample: []
 spec_hash:
   description: Hash of the canonical spec (the options you set, normalised).
   returned: always
@@ -366,7 +385,7 @@ argv:
       are the fixed ones the module uses (3 for C(--info-fd), 4 for C(--json-status-fd), 5 and up for
       O(seccomp) and V(file) contents).
     - The value of every C(--setenv NAME VALUE) reads C(VALUE_HIDDEN) (the values of O(env) never appear in results).
-    - Null when the task had no command to build one from (for example O(state=absent) with only O(name)).
+    - Null for O(state=stopped) and O(state=absent), which build no sandbox.
   returned: always
   type: list
   elements: str

@@ -185,6 +185,20 @@ services:
     namespaces:
       description: Its namespaces when started, type -> C(type:[inode]).
       type: dict
+    isolated:
+      description:
+        - The types of RV(services[].namespaces) created for the service, sorted; those that differ from the
+          namespaces of ns_info itself, less the RV(services[].joined) ones. A type missing here is shared with
+          the host.
+      type: list
+      elements: str
+      sample: [mount, net, pid]
+    joined:
+      description: The types the service joined from a path (the O(linuxns.isolation.pid_namespace#module:join)
+        option it was started with), sorted.
+      type: list
+      elements: str
+      sample: []
     error:
       description: Why the record could not be read (only for an unreadable record; a warning says the same).
       type: str

@@ -48,7 +48,7 @@ options:
   propagation:
     description:
       - Mount propagation applied recursively to C(/) of the new mount namespace (C(unshare --propagation)).
-      - V(private) (default) keeps mounts made inside from reaching the host and the other way round;
+      - V(private) (the default when a V(mount) namespace is created) keeps mounts made inside from reaching the host and the other way round;
         V(slave) lets host mounts in; V(shared) shares both ways; V(unchanged) keeps what the host has.
       - Needs a new V(mount) namespace.
     type: str
@@ -65,8 +65,8 @@ options:
     description:
       - Map the caller's uid and gid to root (0) inside the new user namespace (C(unshare --map-root-user)),
         with setgroups denied. Needs V(user) in O(namespaces); exclusive with O(uid_map) and O(gid_map).
-      - Default V(false).
     type: bool
+    default: false
   uid_map:
     description:
       - Uid ranges of the new user namespace (C(unshare --map-users)), each C({inside, outside, count}).
@@ -75,6 +75,7 @@ options:
         directly; other ranges go through C(newuidmap) (package uidmap) and must be allowed in C(/etc/subuid).
     type: list
     elements: dict
+    default: []
     suboptions:
       inside:
         description: First uid inside the namespace.
@@ -96,6 +97,7 @@ options:
         C(/etc/subgid); its own gid alone is written directly, with setgroups denied.
     type: list
     elements: dict
+    default: []
     suboptions:
       inside:
         description: First gid inside the namespace.
@@ -124,10 +126,11 @@ options:
         be both joined and listed in O(namespaces).
       - The path must be a namespace file of that type; anything else is refused before anything runs.
     type: dict
+    default: {}
   init:
     description:
       - The PID 1 of the new PID namespace.
-      - V(builtin) (default) is the collection's init, a small Python process that reaps every child (orphans
+      - V(builtin) is the collection's init, a small Python process that reaps every child (orphans
         included, so no zombie piles up), forwards SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH to the
         service, applies O(restart) and records the last exit status.
       - V(tini) runs C(tini) (from E(PATH) on the target) as PID 1, as a subreaper that forwards signals.
@@ -137,11 +140,13 @@ options:
         that does not handle O(stop_signal) is killed after O(stop_timeout). No O(restart) policy.
     type: str
     choices: [builtin, tini, none]
+    default: builtin
   time_offsets:
     description:
       - "Clock offsets of the new time namespace in seconds, C({monotonic: N, boottime: N}) (C(unshare
         --monotonic/--boottime)). Needs V(time) in O(namespaces) and Linux 5.6 or later."
     type: dict
+    default: {}
 notes:
   - "Which process the record points at: C(pid) is the host PID of the namespace's PID 1 (the init, or the
     command with O(init=none)); C(service_pid) is the host PID of the command. A record is live only when that PID
@@ -285,6 +290,23 @@ namespaces:
   returned: always
   type: dict
   sample: {pid: 'pid:[4026532481]', mount: 'mnt:[4026532478]', net: 'net:[4026532484]'}
+isolated:
+  description:
+    - The namespace types created for the service, sorted; those of RV(namespaces) that differ from the module's
+      own namespaces, less the RV(joined) ones. A type missing here is shared with the host (the module's side).
+    - Empty when the service does not run, and for O(detach=false).
+  returned: always
+  type: list
+  elements: str
+  sample: [mount, pid]
+joined:
+  description:
+    - The namespace types the service joined from a path (O(join)), sorted.
+    - Empty when the service does not run, and for O(detach=false).
+  returned: always
+  type: list
+  elements: str
+  sample: [net]
 spec_hash:
   description: Hash of the canonical spec (the options you set, normalised); equal hashes mean the same service.
   returned: always

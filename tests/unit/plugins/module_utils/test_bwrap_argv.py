@@ -14,7 +14,7 @@ import stat
 
 import pytest
 
-from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap
+from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap, _spec
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import SpecError
 
 NEW = (0, 11, 0)
@@ -518,3 +518,40 @@ def test_result_argv_hides_setenv_values_but_keeps_names_and_the_command():
             '--', 'env', '--setenv', 'shown']
     assert masked_argv(argv) == ['bwrap', '--setenv', 'TOKEN', 'VALUE_HIDDEN', '--setenv', 'X', 'VALUE_HIDDEN',
                                  '--ro-bind', '/usr', '/usr', '--', 'env', '--setenv', 'shown']
+# -- host paths: refused in a real run, a warning in check mode ------------------------------------
+
+def test_missing_bind_file_and_seccomp_sources_are_warnings_in_check_mode(tmp_path):
+    from ansible_collections.linuxns.isolation.plugins.module_utils._hostcheck import HostChecks
+    host = HostChecks(check_mode=True)
+    later = str(tmp_path / 'data')
+    built = _bwrap.bwrap_spec({'argv': ['app'], 'profile': 'none', 'seccomp': str(tmp_path / 'filter.bpf'),
+                               'mounts': [{'type': 'bind', 'src': later, 'dest': '/data'},
+                                          {'type': 'file', 'src': str(tmp_path / 'conf'), 'dest': '/conf'},
+                                          {'type': 'ro_bind', 'src': later, 'dest': '/o', 'optional': True}]},
+                              root='/nonexistent-root', host=host)
+    assert built.mounts[0].src == later
+    assert len(host.warnings) == 3, host.warnings
+    assert host.warnings[0].startswith("check mode: option 'mounts[0].src': '%s' does not exist on the host" % later)
+    assert "option 'mounts[1].src': '%s' does not exist" % (tmp_path / 'conf') in host.warnings[1]
+    assert "option 'seccomp': '%s' does not exist" % (tmp_path / 'filter.bpf') in host.warnings[2]
+
+
+def test_missing_bind_source_is_refused_in_a_real_run(tmp_path):
+    error = spec_error(mounts=[{'type': 'bind', 'src': str(tmp_path / 'data'), 'dest': '/data'}])
+    assert error.option == 'mounts[0].src' and 'does not exist on the host' in error.problem
+
+
+def test_a_file_source_that_is_a_directory_is_refused_even_in_check_mode(tmp_path):
+    from ansible_collections.linuxns.isolation.plugins.module_utils._hostcheck import HostChecks
+    with pytest.raises(SpecError) as caught:
+        _bwrap.bwrap_spec({'argv': ['app'], 'mounts': [{'type': 'file', 'src': str(tmp_path), 'dest': '/c'}]},
+                          root='/nonexistent-root', host=HostChecks(check_mode=True))
+    assert caught.value.option == 'mounts[0].src' and 'not a regular file' in caught.value.problem
+
+
+def test_canonical_mounts_do_not_look_at_the_host():
+    """The spec hash is the same whether or not the bind source exists yet."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap_driver
+    mounts = [{'type': 'bind', 'src': '/nonexistent-linuxns/data', 'dest': '/data'}]
+    canonical = _spec.canonical({'argv': ['app'], 'mounts': mounts}, _bwrap_driver.OPTIONS)
+    assert canonical['mounts'] == [{'type': 'bind', 'src': '/nonexistent-linuxns/data', 'dest': '/data'}]

@@ -73,7 +73,18 @@ def test_service_fact_merges_record_and_status():
         'name': 'web', 'module': 'bwrap_sandbox', 'alive': True, 'state': 'running', 'pid': 100,
         'service_pid': 103, 'spec_hash': 'sha256:ab', 'started_at': '2026-12-01T10:00:00Z',
         'restarts': 2, 'last_exit': {'code': 1, 'signal': None},
-        'log_path': '/run/linuxns/web.log', 'namespaces': {}, 'owner': 'webhooks', 'version': 2}
+        'log_path': '/run/linuxns/web.log', 'namespaces': {}, 'owner': 'webhooks', 'version': 2,
+        'isolated': [], 'joined': []}
+
+
+def test_service_fact_tells_isolated_from_joined_and_shared_types():
+    record = Record('web', module='pid_namespace', spec={'argv': ['sleep'], 'join': {'net': '/run/netns/blue'}},
+                    spec_hash='sha256:ab', pid=100, start_time=1, pidns_inode=2, service_pid=101,
+                    started_at='2026-12-01T10:00:00Z', log_path='/run/linuxns/web.log',
+                    namespaces={'pid': 'pid:[2]', 'mount': 'mnt:[3]', 'net': 'net:[4]', 'ipc': 'ipc:[5]'})
+    own = {'pid': 'pid:[12]', 'mount': 'mnt:[13]', 'net': 'net:[14]', 'ipc': 'ipc:[5]'}
+    fact = _facts.service_fact('web', record, True, None, own=own)
+    assert (fact['isolated'], fact['joined']) == (['mount', 'pid'], ['net'])
 
 
 def test_service_fact_without_status():

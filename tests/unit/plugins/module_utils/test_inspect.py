@@ -140,3 +140,11 @@ def test_type_tables_agree():
     assert set(_inspect.PROC_NAME) == set(_inspect.NS_TYPES) == set(_inspect.CLONE_FLAG)
     assert _inspect.PROC_NAME['mount'] == 'mnt'
     assert len(set(_inspect.CLONE_FLAG.values())) == 8
+
+
+def test_isolation_splits_created_joined_and_shared_types():
+    links = {'pid': 'pid:[2]', 'mount': 'mnt:[3]', 'net': 'net:[4]', 'ipc': 'ipc:[5]', 'time': 'time:[6]'}
+    own = {'pid': 'pid:[12]', 'mount': 'mnt:[13]', 'net': 'net:[14]', 'ipc': 'ipc:[5]'}
+    assert _inspect.isolation(links, own, ['net', 'uts']) == (['mount', 'pid'], ['net'])
+    assert _inspect.isolation(links, own) == (['mount', 'net', 'pid'], [])
+    assert _inspect.isolation({}, own, ['net']) == ([], [])

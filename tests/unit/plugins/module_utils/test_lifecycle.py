@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import collections
 import json
 import os
 import signal
@@ -45,9 +46,9 @@ class FakeDriver(_lifecycle.Driver):
         self.die_on_start = None
         self.fail_verify = False
 
-    def build(self, params):
-        _spec.lifecycle_spec(params)
-        process = _spec.process_spec(params)
+    def build(self, params, host=None):
+        _spec.lifecycle_spec(params, host)
+        process = _spec.process_spec(params, host)
         return _spec.canonical(params, _spec.LIFECYCLE_OPTIONS), process.argv
 
     def start(self, launch, log_path, status_path):
@@ -289,6 +290,30 @@ def test_absent_removes_record_log_and_status(driver, store, state_dir):
     assert converge(driver, store, state='absent', command=None)['changed'] is False
 
 
+@pytest.mark.parametrize('state', ['stopped', 'absent'])
+def test_teardown_reads_only_the_name_and_stop_options(driver, store, state_dir, state):
+    """One task with state: "{{ svc_state }}" tears down what it started, once the host has changed."""
+    first = converge(driver, store)
+    calls = len(driver.calls)
+    # A user that no longer exists, a bad chdir and a command that no longer splits: what a
+    # start would refuse does not block a stop.
+    result = converge(driver, store, state=state, user='no-such-user-linuxns', chdir='relative',
+                      command='unbalanced "quote', timeout=5)
+    assert result['changed'] is True and result['state'] == ('absent' if state == 'absent' else 'stopped')
+    assert not alive(first['pid'])
+    assert [call[0] for call in driver.calls[calls:]] == ['stop'], 'no build, no start'
+    if state == 'absent':
+        assert snapshot(state_dir) == {}
+
+
+@pytest.mark.parametrize('option, value', [('stop_timeout', 'soon'), ('state_dir', 'relative/dir'),
+                                           ('name', '../x')])
+def test_teardown_still_checks_what_it_uses(driver, store, option, value):
+    with pytest.raises(SpecError) as caught:
+        converge(driver, store, state='absent', **{option: value})
+    assert caught.value.option == option
+
+
 def test_absent_of_an_unknown_name_creates_nothing(driver, store, state_dir):
     result = converge(driver, store, state='absent', command=None)
     assert result['changed'] is False
@@ -336,6 +361,33 @@ def test_service_dying_at_once_fails_with_its_log_and_leaves_nothing(driver, sto
     message = str(caught.value)
     assert 'exited with code 3' in message
     assert 'boom' in message and 'line12' in message and 'line11\n' not in message
+    assert snapshot(state_dir) == {}
+    assert store.log_path('web') not in message, 'the message must not point at the log it removed'
+    assert 'its last 20 lines of output (its log is removed with it)' in message
+
+
+def test_service_dying_at_once_names_a_log_path_the_user_keeps(driver, store, tmp_path):
+    kept = tmp_path / 'kept.log'
+    kept.write_text(u'earlier run\n')
+    driver.die_on_start = True
+    with pytest.raises(StartError) as caught:
+        converge(driver, store, log_path=str(kept), command="sh -c 'echo boom; exit 4'")
+    assert 'the last 20 lines of %s:\nboom' % kept in str(caught.value)
+    assert kept.read_text().endswith('boom\n')
+
+
+def test_an_engine_without_a_status_file_gives_the_exit_code_in_the_same_words(driver, store, state_dir):
+    """bwrap has no init writing a status file: the driver's early_exit() tells the code."""
+    exits = []
+    driver.early_exit = lambda started: exits.append(started.pid) or {'code': 5, 'signal': None}
+    with pytest.raises(StartError) as caught:
+        converge(driver, store, command="sh -c 'exit 5'")
+    assert "service 'web' exited with code 5 within its first moment" in str(caught.value)
+    assert exits, 'asked the driver'
+    driver.early_exit = lambda started: {'code': None, 'signal': signal.SIGKILL}
+    with pytest.raises(StartError) as caught:
+        converge(driver, store, command="sh -c 'kill -9 $$'")
+    assert "service 'web' was killed by signal SIGKILL within its first moment" in str(caught.value)
     assert snapshot(state_dir) == {}
 
 
@@ -481,6 +533,10 @@ class FakeModule(object):
         self.params = params
         self.check_mode = check_mode
         self._diff = diff
+        self.warnings = []
+
+    def warn(self, warning):
+        self.warnings.append(warning)
 
     def exit_json(self, **result):
         raise Exit(False, result)
@@ -496,7 +552,7 @@ class Exit(Exception):
 
 
 def test_run_module_turns_errors_into_fail_json_and_hides_diff_unless_asked(driver, state_dir):
-    params = dict((option.name, option.ansible_default) for option in _spec.LIFECYCLE_OPTIONS)
+    params = dict((option.name, option.static_default) for option in _spec.LIFECYCLE_OPTIONS)
     params.update(name='web', command='sleep 300', state_dir=state_dir)
     with pytest.raises(Exit) as done:
         _lifecycle.run_module(FakeModule(dict(params, umask='abc'), diff=True), driver)
@@ -531,3 +587,79 @@ def test_a_failed_restart_removes_the_old_record_and_default_log_too(driver, sto
     assert 'broken config' in str(caught.value)
     assert not alive(first['pid'])
     assert snapshot(state_dir) == {}
+
+
+# -- check mode on a fresh host: what an earlier task would create ---------------------------------
+
+def test_check_mode_warns_of_a_missing_user_and_reports_a_change(driver, store, state_dir):
+    first = converge(driver, store)
+    predicted = converge(driver, store, check_mode=True, user='no-such-user-linuxns')
+    assert predicted['changed'] is True
+    assert predicted['warnings_on_host'] == [
+        "check mode: option 'user': 'no-such-user-linuxns' does not exist on this host; create the user first "
+        "or give a numeric uid. A real run fails unless an earlier task provides it."]
+    assert alive(first['pid']) and driver.kinds() == ['start', 'verify']
+    with pytest.raises(SpecError) as caught:
+        converge(driver, store, user='no-such-user-linuxns')
+    assert caught.value.option == 'user'
+    assert alive(first['pid']), 'a refused real run leaves the running service alone'
+
+
+def test_check_mode_of_an_unchanged_service_with_every_resource_has_no_warning(driver, store):
+    converge(driver, store)
+    predicted = converge(driver, store, check_mode=True)
+    assert predicted['changed'] is False and 'warnings_on_host' not in predicted
+
+
+def test_run_module_turns_host_warnings_into_module_warnings(driver, state_dir):
+    params = dict((option.name, option.static_default) for option in _spec.LIFECYCLE_OPTIONS)
+    params.update(name='web', command='sleep 300', state_dir=state_dir, group='no-such-group-linuxns')
+    module = FakeModule(params, check_mode=True)
+    with pytest.raises(Exit) as done:
+        _lifecycle.run_module(module, driver)
+    assert not done.value.failed and done.value.result['changed'] is True
+    assert 'warnings_on_host' not in done.value.result
+    assert len(module.warnings) == 1 and "option 'group': 'no-such-group-linuxns'" in module.warnings[0]
+
+
+def test_pid_namespace_check_mode_previews_the_program_chdir_and_join(tmp_path):
+    from ansible_collections.linuxns.isolation.plugins.module_utils._hostcheck import HostChecks
+    host = HostChecks(check_mode=True)
+    missing = str(tmp_path / 'later')
+    _lifecycle.PidNamespaceDriver().build(
+        {'name': 'web', 'argv': ['no-such-program-linuxns'], 'chdir': missing, 'env': {'PATH': '/usr/bin'},
+         'join': {'net': str(tmp_path / 'netns-later')}, 'init': 'builtin'}, host=host)
+    text = '\n'.join(host.warnings)
+    assert "option 'join': {'net': '%s'} does not exist" % (tmp_path / 'netns-later') in text
+    assert "option 'argv': 'no-such-program-linuxns' is not found on the host (PATH=/usr/bin)" in text
+    assert "option 'chdir': '%s' is not a directory on the host" % missing in text
+    assert len(host.warnings) == 3
+    # A real run: the join path is refused before anything starts (program and chdir: at exec).
+    with pytest.raises(SpecError) as caught:
+        _lifecycle.PidNamespaceDriver().build(
+            {'name': 'web', 'argv': ['true'], 'join': {'net': str(tmp_path / 'netns-later')}})
+    assert caught.value.option == 'join'
+
+
+def test_check_mode_still_refuses_a_join_path_of_the_wrong_kind(tmp_path):
+    from ansible_collections.linuxns.isolation.plugins.module_utils._hostcheck import HostChecks
+    plain = tmp_path / 'plain'
+    plain.write_text(u'not a namespace')
+    with pytest.raises(SpecError) as caught:
+        _lifecycle.PidNamespaceDriver().build({'name': 'web', 'argv': ['true'], 'join': {'net': str(plain)}},
+                                              host=HostChecks(check_mode=True))
+    assert 'not a namespace file' in str(caught.value)
+
+
+def test_service_result_says_what_is_isolated_and_what_is_joined(driver, store):
+    result = converge(driver, store)
+    # The fake service shares every namespace with this process: nothing isolated.
+    assert result['namespaces'] and (result['isolated'], result['joined']) == ([], [])
+    stopped = converge(driver, store, state='stopped')
+    assert (stopped['isolated'], stopped['joined']) == ([], [])
+    record = store.read('web')
+    assert _lifecycle.isolation_of(record, {'pid': 'pid:[1]', 'net': 'net:[2]'},
+                                   own={'pid': 'pid:[9]', 'net': 'net:[2]'}) == (['pid'], [])
+    joined = collections.namedtuple('Joined', 'spec')({'join': {'net': '/run/netns/x'}})
+    assert _lifecycle.isolation_of(joined, {'pid': 'pid:[1]', 'net': 'net:[3]'},
+                                   own={'pid': 'pid:[9]', 'net': 'net:[2]'}) == (['pid'], ['net'])

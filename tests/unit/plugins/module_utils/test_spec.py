@@ -332,7 +332,7 @@ def test_any_order_or_repetition_of_namespaces_hashes_like_its_set(types):
 
 # -- argument_spec and documentation agree with the declarations -------------------------------
 
-def test_argument_spec_validates_and_leaves_unset_options_none():
+def test_argument_spec_fills_static_defaults_and_leaves_dependent_ones_none():
     result = ArgumentSpecValidator(_spec.pid_namespace_argument_spec()).validate(
         {'name': 'svc', 'command': 'sleep 1', 'restart': False,
          'uid_map': [{'inside': 0, 'outside': 1000, 'count': 1}]})
@@ -340,7 +340,8 @@ def test_argument_spec_validates_and_leaves_unset_options_none():
     params = result.validated_parameters
     assert params['state'] == 'started' and params['detach'] is True
     assert params['restart'] == 'no'
-    for option in ('env', 'namespaces', 'stop_signal', 'stop_timeout', 'mount_proc', 'umask'):
+    assert params['env'] == {} and params['stop_signal'] == 'SIGTERM' and params['init'] == 'builtin'
+    for option in ('namespaces', 'stop_timeout', 'mount_proc', 'propagation', 'umask'):
         assert params[option] is None, option
 
 
