@@ -45,7 +45,9 @@ from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle impor
 from ansible_collections.linuxns.isolation.plugins.module_utils._spec import Option
 
 BwrapLaunch = collections.namedtuple('BwrapLaunch', 'spec process lifecycle bwrap_path version argv')
-Started = collections.namedtuple('Started', 'pid service_pid start_time pidns_inode namespaces')
+# ``commit()``: let the sandbox exec its command once the record is written; returns its host PID.
+Started = collections.namedtuple('Started', 'pid service_pid start_time pidns_inode namespaces commit')
+Started.__new__.__defaults__ = (None,)
 
 _KILL_GRACE = 10.0
 # Where the in-sandbox init and its status live (a tmpfs of its own, mounted last).
@@ -275,21 +277,25 @@ class BwrapDriver(Driver):
         return canonical, self.launch
 
     def start(self, launch, log_path, status_path):
+        # The command (or the in-sandbox init) execs only on commit(), once the record is written.
         started = _bwrap.start_detached(launch.spec, launch.version, log_path, None,
-                                        bwrap_path=launch.bwrap_path, process=launch.process)
+                                        bwrap_path=launch.bwrap_path, process=launch.process, commit=True)
         ident = _inspect.identity(started.child_pid)
         if ident is None:
-            _bwrap._reap_after_failure(started.bwrap_pid, None)
+            started.abort()
             raise StartError(_bwrap.bwrap_failure(_bwrap._tail(log_path, 0),
                                                   'the sandbox (host PID %d) ended right after it started'
                                                   % started.child_pid))
-        service_pid = started.service_pid
-        if launch.lifecycle.restart != 'no':
+        supervised = launch.lifecycle.restart != 'no'
+        if supervised:
             os.symlink('/proc/%d/root%s' % (started.child_pid, INIT_STATUS), status_path)
-            service_pid = self._first_service(started, log_path)
-        return Started(pid=started.child_pid, service_pid=service_pid,
+
+        def commit():
+            service_pid = started.commit()
+            return self._first_service(started, log_path) if supervised else service_pid
+        return Started(pid=started.child_pid, service_pid=started.child_pid if launch.spec.as_pid_1 else None,
                        start_time=ident.start_time, pidns_inode=ident.pidns_inode,
-                       namespaces=started.namespaces)
+                       namespaces=started.namespaces, commit=commit)
 
     @staticmethod
     def _first_service(started, log_path):
@@ -302,8 +308,12 @@ class BwrapDriver(Driver):
             if children:
                 return children[0]
             time.sleep(0.01)
+        # bwrap is no longer our child (its start guard has left): end the sandbox through its
+        # PID 1, pinned while still bwrap's child; bwrap then exits by itself.
         pidfd = _bwrap._open_child_pidfd(started.child_pid, started.bwrap_pid)
-        _bwrap._reap_after_failure(started.bwrap_pid, pidfd)
+        _bwrap._kill_sandbox(None, pidfd)
+        if pidfd is not None:
+            os.close(pidfd)
         raise StartError(_bwrap.bwrap_failure(_bwrap._tail(log_path, 0),
                                               'the sandbox\'s init did not start the command'))
 

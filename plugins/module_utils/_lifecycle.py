@@ -295,7 +295,7 @@ def _start(params, driver, store, name, canonical, launch, desired_hash):
         # one killed before it leaves none (the init stops a service that was never committed).
         store.write(record)
         if getattr(started, 'commit', None) is not None:
-            started.commit()
+            record = _committed(store, record, started.commit())
         _raise_if_dead(store, record, log_path, log_offset)
         try:
             driver.verify(started, launch)
@@ -311,6 +311,18 @@ def _start(params, driver, store, name, canonical, launch, desired_hash):
         _discard(driver, store, record, (store.record_path(name), status_path)
                  + (() if keep_log else (log_path,)))
         raise
+    return record
+
+
+def _committed(store, record, service_pid):
+    """The record once the service may run: an engine that learns the service's PID only then
+    (it forks after the commit) returns it, and the record is written again with it."""
+    if service_pid is None or service_pid == record.service_pid:
+        return record
+    fields = record.to_dict()
+    fields['service_pid'] = service_pid
+    record = type(record).from_dict(fields)
+    store.write(record)
     return record
 
 
