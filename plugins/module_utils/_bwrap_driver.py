@@ -38,6 +38,7 @@ import sys
 import time
 
 from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap
+from ansible_collections.linuxns.isolation.plugins.module_utils import _hash_inputs
 from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
 from ansible_collections.linuxns.isolation.plugins.module_utils import _spec
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import SpecError, StartError
@@ -156,21 +157,23 @@ _MOUNT_SUBOPTIONS = {
     'content': {'type': 'str'},
 }
 
+# An empty cap_add, mounts or unset_env means what leaving it out means (default []), so both hash
+# alike; an empty unshare does not (nothing unshared, against everything when unset).
 BWRAP_OPTIONS = (
     Option('unshare', 'list', elements='str', default=['all'],
            choices=_bwrap.NAMESPACES + ('all',), normalise=_unshare),
     Option('share_net', 'bool', default=False, normalise=_flag('share_net')),
     Option('profile', default='minimal', choices=_bwrap.PROFILES, normalise=_profile),
-    Option('mounts', 'list', elements='dict', suboptions=_MOUNT_SUBOPTIONS, normalise=_mounts),
+    Option('mounts', 'list', elements='dict', default=[], suboptions=_MOUNT_SUBOPTIONS, normalise=_mounts),
     Option('hostname', normalise=_hostname),
     Option('uid', 'int', normalise=_ident('uid')),
     Option('gid', 'int', normalise=_ident('gid')),
-    Option('unset_env', 'list', elements='str', normalise=_names('unset_env')),
+    Option('unset_env', 'list', elements='str', default=[], normalise=_names('unset_env')),
     Option('new_session', 'bool', default=True, normalise=_flag('new_session')),
     Option('die_with_parent', 'bool', default=lambda params: params.get('detach') is False,
            normalise=_flag('die_with_parent')),
     Option('as_pid_1', 'bool', default=False, normalise=_flag('as_pid_1')),
-    Option('cap_add', 'list', elements='str', normalise=_caps('cap_add')),
+    Option('cap_add', 'list', elements='str', default=[], normalise=_caps('cap_add')),
     Option('cap_drop', 'list', elements='str', normalise=_caps('cap_drop')),
     Option('seccomp', 'path', normalise=_path('seccomp')),
     Option('disable_userns', 'bool', default=False, normalise=_flag('disable_userns')),
@@ -272,7 +275,7 @@ class BwrapDriver(Driver):
         version = _bwrap.bwrap_version(path)
         argv = _bwrap.build_argv(spec, version, _bwrap.INFO_FD,
                                  None if detach else _bwrap.STATUS_FD, bwrap_path=path)
-        canonical = _spec.canonical(params, self.options)
+        canonical = _hash_inputs.with_outside_inputs(_spec.canonical(params, self.options))
         self.launch = BwrapLaunch(spec, process, lifecycle, path, version, argv)
         return canonical, self.launch
 

@@ -22,7 +22,7 @@ import os
 import signal
 import time
 
-from ansible_collections.linuxns.isolation.plugins.module_utils import _spec
+from ansible_collections.linuxns.isolation.plugins.module_utils import _hash_inputs, _spec
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import (
     LinuxnsError, StartError, StoreError)
 
@@ -76,7 +76,8 @@ class PidNamespaceDriver(Driver):
         lifecycle = _spec.lifecycle_spec(params)
         process = _spec.process_spec(params)
         namespaces = _spec.namespace_spec(params)
-        return _spec.canonical(params, self.options), PidLaunch(process, namespaces, lifecycle)
+        canonical = _hash_inputs.with_outside_inputs(_spec.canonical(params, self.options))
+        return canonical, PidLaunch(process, namespaces, lifecycle)
 
     def start(self, launch, log_path, status_path):
         from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher
