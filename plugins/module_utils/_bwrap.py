@@ -691,7 +691,7 @@ def _mount_args(mount, fd=None):
     return args
 
 
-def build_argv(spec, version, info_fd=None, json_status_fd=None, bwrap_path=None):
+def build_argv(spec, version, info_fd=None, json_status_fd=None, bwrap_path=None, block_fd=None):
     """The exact bwrap command line for ``spec`` on a bwrap of ``version``.
 
     Order: the bwrap executable, namespace options, process options, status
@@ -728,6 +728,8 @@ def build_argv(spec, version, info_fd=None, json_status_fd=None, bwrap_path=None
         args += ['--info-fd', str(info_fd)]
     if json_status_fd is not None:
         args += ['--json-status-fd', str(json_status_fd)]
+    if block_fd is not None:
+        args += ['--block-fd', str(block_fd)]
     # bwrap applies environment options while parsing, so --clearenv goes first.
     if spec.clear_env:
         args.append('--clearenv')
@@ -834,7 +836,7 @@ class RunResult(object):
 class Started(object):
     """A detached sandbox: bwrap's PID, the sandbox PID 1 and the user's process (host PIDs)."""
 
-    __slots__ = ('bwrap_pid', 'child_pid', 'service_pid', 'namespaces', 'argv')
+    __slots__ = ('bwrap_pid', 'child_pid', 'service_pid', 'namespaces', 'argv', 'commit', 'abort')
 
     def __init__(self, **fields):
         for name in self.__slots__:
@@ -1221,7 +1223,7 @@ def _tail(path, offset, limit=4000):
 
 
 def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_path=None,
-                   ready_timeout=30.0, process=None):
+                   ready_timeout=30.0, process=None, commit=False):
     """Start the sandbox in the background; returns :class:`Started` once the command runs.
 
     bwrap gets a new session, stdin ``/dev/null``, stdout+stderr appended to
@@ -1229,14 +1231,22 @@ def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_pa
     documents there (exit-code at the end). Raises StartError with bwrap's
     stderr verbatim when the sandbox cannot be built or the command cannot run.
     The caller owns (and must eventually reap) ``Started.bwrap_pid``.
+
+    ``commit=True``: returns once the sandbox is built, its command not yet exec'd
+    (``service_pid`` None); ``Started.commit()`` lets it exec and returns the command's host
+    PID (StartError if it did not run). A caller that dies before ``commit()`` leaves no
+    sandbox running its command (``_bwrap_commit``).
     """
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap_commit
     path = bwrap_path or find_bwrap(spec.bwrap_path)
-    argv = build_argv(spec, version, INFO_FD, STATUS_FD if status_path else None, bwrap_path=path)
+    argv = build_argv(spec, version, INFO_FD, STATUS_FD if status_path else None, bwrap_path=path,
+                      block_fd=_bwrap_commit.BLOCK_FD if commit else None)
     bwrap_exe = os.stat(path)
     bwrap_exe = (bwrap_exe.st_dev, bwrap_exe.st_ino)
     opened = []
     data = _open_data(spec)
     opened.extend(data.values())
+    release_fd = guard = None
     try:
         log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         opened.append(log_fd)
@@ -1251,15 +1261,47 @@ def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_pa
         fd_map = {0: null_fd, 1: log_fd, 2: log_fd, INFO_FD: info_w}
         if status_path:
             fd_map[STATUS_FD] = status_fd
+        if commit:
+            block_fd, release_fd = _bwrap_commit.block_pipe()
+            opened.append(block_fd)
+            fd_map[_bwrap_commit.BLOCK_FD] = block_fd
         fd_map.update(data)
         try:
-            pid = spawn(argv, fd_map, env=env, setsid=True, process=process)
+            if commit:
+                guard = _bwrap_commit.Guard(lambda: spawn(argv, fd_map, env=env, setsid=True, process=process),
+                                            release_fd)
+                pid = guard.bwrap_pid
+            else:
+                guard = None
+                pid = spawn(argv, fd_map, env=env, setsid=True, process=process)
         except Exception:
             os.close(info_r)
             raise
+        finally:
+            if release_fd is not None:
+                os.close(release_fd)
     finally:
         for fd in opened:
             os.close(fd)
+    if guard is None:
+        return _started_now(spec, argv, pid, info_r, bwrap_exe, log_path, offset, ready_timeout)
+    try:
+        bwrap_pidfd = os.pidfd_open(pid)  # the guard's unreaped child until commit or abort
+    except OSError:
+        guard.abort()
+        os.close(info_r)
+        raise StartError(bwrap_failure(_tail(log_path, offset), 'bwrap exited at once'))
+    try:
+        return _started_blocked(spec, argv, guard, pid, bwrap_pidfd, info_r, bwrap_exe, log_path, offset,
+                                ready_timeout)
+    except BaseException:
+        guard.abort()
+        os.close(bwrap_pidfd)
+        raise
+
+
+def _started_now(spec, argv, pid, info_r, bwrap_exe, log_path, offset, ready_timeout):
+    """bwrap is our child and execs the command as soon as the sandbox is built."""
     try:
         info = _read_info(info_r, pid, ready_timeout)
     finally:
@@ -1268,22 +1310,95 @@ def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_pa
     if child_pid is None:
         _reap_after_failure(pid, None)
         raise StartError(bwrap_failure(_tail(log_path, offset), 'bwrap could not create the sandbox'))
-    deadline = time.monotonic() + ready_timeout
+    found = _wait_for_command(pid, child_pid, bwrap_exe, spec, log_path, offset, ready_timeout)
+    return Started(bwrap_pid=pid, child_pid=child_pid, service_pid=found, argv=argv,
+                   namespaces=_namespaces_from_info(_json_or_none(info), child_pid))
+
+
+def _started_blocked(spec, argv, guard, pid, bwrap_pidfd, info_r, bwrap_exe, log_path, offset, ready_timeout):
+    """bwrap is the guard's child; its sandbox waits on --block-fd for ``commit()``."""
+    try:
+        info = _read_info(info_r, pid, ready_timeout)
+    finally:
+        os.close(info_r)
+    child_pid = _child_pid_of(info) if info else None
+    if child_pid is None:
+        raise StartError(bwrap_failure(_tail(log_path, offset), 'bwrap could not create the sandbox'))
+    _wait_until_built(pid, child_pid, log_path, offset, ready_timeout, bwrap_pidfd)
+
+    def kill():
+        child_pidfd = _open_child_pidfd(child_pid, pid)
+        try:
+            _kill_sandbox(None, child_pidfd)
+            signal.pidfd_send_signal(bwrap_pidfd, signal.SIGKILL)
+        except OSError:
+            pass
+        finally:
+            if child_pidfd is not None:
+                os.close(child_pidfd)
+
+    def commit():
+        try:
+            guard.commit()
+            return _wait_for_command(pid, child_pid, bwrap_exe, spec, log_path, offset, ready_timeout,
+                                     bwrap_pidfd, kill)
+        finally:
+            os.close(bwrap_pidfd)
+
+    def abort():
+        guard.abort()
+        os.close(bwrap_pidfd)
+    return Started(bwrap_pid=pid, child_pid=child_pid, service_pid=None, argv=argv, commit=commit, abort=abort,
+                   namespaces=_namespaces_from_info(_json_or_none(info), child_pid))
+
+
+def _exited(pid, log_path, offset, bwrap_pidfd=None):
+    """StartError when bwrap has exited (our child, or pinned by ``bwrap_pidfd``)."""
+    if bwrap_pidfd is not None:
+        if select.select([bwrap_pidfd], [], [], 0)[0]:
+            raise StartError(bwrap_failure(_tail(log_path, offset), 'the sandbox exited while starting'))
+        return
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        raise StartError(bwrap_failure(
+            _tail(log_path, offset),
+            'the sandbox exited while starting (bwrap exit status %s)' % _wait_status_to_rc(status)))
+
+
+def _wait_until_built(pid, child_pid, log_path, offset, timeout, bwrap_pidfd):
+    """Wait until the sandbox's PID 1 runs in its new root (bwrap has made its mounts and chroots
+    there, then waits on --block-fd); a mount error ends bwrap before that."""
+    host_root = os.stat('/')
+    deadline = time.monotonic() + timeout
     while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            raise StartError(bwrap_failure(
-                _tail(log_path, offset),
-                'the sandbox exited while starting (bwrap exit status %s)' % _wait_status_to_rc(status)))
+        _exited(pid, log_path, offset, bwrap_pidfd)
+        try:
+            root = os.stat('/proc/%d/root' % child_pid)
+            if (root.st_dev, root.st_ino) != (host_root.st_dev, host_root.st_ino):
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise StartError('bwrap did not build the sandbox within %.0f s; log: %s'
+                             % (timeout, _tail(log_path, offset)))
+        time.sleep(0.005)
+
+
+def _wait_for_command(pid, child_pid, bwrap_exe, spec, log_path, offset, timeout, bwrap_pidfd=None, kill=None):
+    """Host PID of the sandbox's command once bwrap has exec'd it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _exited(pid, log_path, offset, bwrap_pidfd)
         found = service_pid(child_pid, bwrap_exe, spec.as_pid_1)
         if found is not None:
-            return Started(bwrap_pid=pid, child_pid=child_pid, service_pid=found,
-                           namespaces=_namespaces_from_info(_json_or_none(info), child_pid),
-                           argv=argv)
+            return found
         if time.monotonic() > deadline:
-            _reap_after_failure(pid, _open_child_pidfd(child_pid, pid))
+            if kill is not None:
+                kill()
+            else:
+                _reap_after_failure(pid, _open_child_pidfd(child_pid, pid))
             raise StartError('the sandbox did not exec its command within %.0f s; log: %s'
-                             % (ready_timeout, _tail(log_path, offset)))
+                             % (timeout, _tail(log_path, offset)))
         time.sleep(0.01)
 
 

@@ -38,6 +38,7 @@ import sys
 import time
 
 from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap
+from ansible_collections.linuxns.isolation.plugins.module_utils import _hash_inputs
 from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
 from ansible_collections.linuxns.isolation.plugins.module_utils import _spec
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import SpecError, StartError
@@ -45,7 +46,9 @@ from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle impor
 from ansible_collections.linuxns.isolation.plugins.module_utils._spec import Option
 
 BwrapLaunch = collections.namedtuple('BwrapLaunch', 'spec process lifecycle bwrap_path version argv')
-Started = collections.namedtuple('Started', 'pid service_pid start_time pidns_inode namespaces')
+# ``commit()``: let the sandbox exec its command once the record is written; returns its host PID.
+Started = collections.namedtuple('Started', 'pid service_pid start_time pidns_inode namespaces commit')
+Started.__new__.__defaults__ = (None,)
 
 _KILL_GRACE = 10.0
 # How long bwrap gets to exit after its sandbox's PID 1 is gone, for its exit status.
@@ -156,21 +159,23 @@ _MOUNT_SUBOPTIONS = {
     'content': {'type': 'str'},
 }
 
+# An empty cap_add, mounts or unset_env means what leaving it out means (default []), so both hash
+# alike; an empty unshare does not (nothing unshared, against everything when unset).
 BWRAP_OPTIONS = (
     Option('unshare', 'list', elements='str', default=['all'],
            choices=_bwrap.NAMESPACES + ('all',), normalise=_unshare),
     Option('share_net', 'bool', default=False, normalise=_flag('share_net')),
     Option('profile', default='minimal', choices=_bwrap.PROFILES, normalise=_profile),
-    Option('mounts', 'list', elements='dict', suboptions=_MOUNT_SUBOPTIONS, normalise=_mounts),
+    Option('mounts', 'list', elements='dict', default=[], suboptions=_MOUNT_SUBOPTIONS, normalise=_mounts),
     Option('hostname', normalise=_hostname),
     Option('uid', 'int', normalise=_ident('uid')),
     Option('gid', 'int', normalise=_ident('gid')),
-    Option('unset_env', 'list', elements='str', normalise=_names('unset_env')),
+    Option('unset_env', 'list', elements='str', default=[], normalise=_names('unset_env')),
     Option('new_session', 'bool', default=True, normalise=_flag('new_session')),
     Option('die_with_parent', 'bool', default=lambda params: params.get('detach') is False,
            normalise=_flag('die_with_parent')),
     Option('as_pid_1', 'bool', default=False, normalise=_flag('as_pid_1')),
-    Option('cap_add', 'list', elements='str', normalise=_caps('cap_add')),
+    Option('cap_add', 'list', elements='str', default=[], normalise=_caps('cap_add')),
     Option('cap_drop', 'list', elements='str', normalise=_caps('cap_drop')),
     Option('seccomp', 'path', normalise=_path('seccomp')),
     Option('disable_userns', 'bool', default=False, normalise=_flag('disable_userns')),
@@ -288,7 +293,7 @@ class BwrapDriver(Driver):
             version = _bwrap.bwrap_version(path)
             argv = _bwrap.build_argv(spec, version, _bwrap.INFO_FD,
                                      None if detach else _bwrap.STATUS_FD, bwrap_path=path)
-        canonical = _spec.canonical(params, self.options)
+        canonical = _hash_inputs.with_outside_inputs(_spec.canonical(params, self.options), host)
         self.launch = BwrapLaunch(spec, process, lifecycle, path, version, argv)
         return canonical, self.launch
 
@@ -304,22 +309,26 @@ class BwrapDriver(Driver):
             return None
 
     def start(self, launch, log_path, status_path):
+        # The command (or the in-sandbox init) execs only on commit(), once the record is written.
         started = _bwrap.start_detached(launch.spec, launch.version, log_path, None,
-                                        bwrap_path=launch.bwrap_path, process=launch.process)
+                                        bwrap_path=launch.bwrap_path, process=launch.process, commit=True)
         self._bwrap_pid = started.bwrap_pid
         ident = _inspect.identity(started.child_pid)
         if ident is None:
-            _bwrap._reap_after_failure(started.bwrap_pid, None)
+            started.abort()
             raise StartError(_bwrap.bwrap_failure(_bwrap._tail(log_path, 0),
                                                   'the sandbox (host PID %d) ended right after it started'
                                                   % started.child_pid))
-        service_pid = started.service_pid
-        if launch.lifecycle.restart != 'no':
+        supervised = launch.lifecycle.restart != 'no'
+        if supervised:
             os.symlink('/proc/%d/root%s' % (started.child_pid, INIT_STATUS), status_path)
-            service_pid = self._first_service(started, log_path)
-        return Started(pid=started.child_pid, service_pid=service_pid,
+
+        def commit():
+            service_pid = started.commit()
+            return self._first_service(started, log_path) if supervised else service_pid
+        return Started(pid=started.child_pid, service_pid=started.child_pid if launch.spec.as_pid_1 else None,
                        start_time=ident.start_time, pidns_inode=ident.pidns_inode,
-                       namespaces=started.namespaces)
+                       namespaces=started.namespaces, commit=commit)
 
     def early_exit(self, started):
         """The command's exit, from bwrap's: bwrap exits with its command's status, and within the
@@ -352,8 +361,12 @@ class BwrapDriver(Driver):
             if children:
                 return children[0]
             time.sleep(0.01)
+        # bwrap is no longer our child (its start guard has left): end the sandbox through its
+        # PID 1, pinned while still bwrap's child; bwrap then exits by itself.
         pidfd = _bwrap._open_child_pidfd(started.child_pid, started.bwrap_pid)
-        _bwrap._reap_after_failure(started.bwrap_pid, pidfd)
+        _bwrap._kill_sandbox(None, pidfd)
+        if pidfd is not None:
+            os.close(pidfd)
         raise StartError(_bwrap.bwrap_failure(_bwrap._tail(log_path, 0),
                                               'the sandbox\'s init did not start the command'))
 

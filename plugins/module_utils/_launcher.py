@@ -30,6 +30,7 @@ __metaclass__ = type
 
 import collections
 import errno
+import functools
 import json
 import os
 import select
@@ -392,21 +393,53 @@ def _pid1(setup, process, lifecycle, report_w, alive_r, status_path, tini_path, 
         _die_with_pipe(alive_r)
     setup.in_pid1()
     init = _field(lifecycle, 'init', 'builtin') or 'builtin'
-    if init == 'none':
-        _process.apply_and_exec(process, report_fd=report_w)
-    elif init == 'tini':
+    if init in ('none', 'tini'):
         env = _process.build_env(process)
         if _process.which(process.argv[0], env) is None:
             raise _process.SetupError('exec', _process.exec_failure_text(
                 process.argv[0], OSError(errno.ENOENT, 'not found'), env))
-        _process.apply_and_exec(process, argv=[tini_path, '-s', '--'] + list(process.argv),
-                                report_fd=report_w)
+        argv = [tini_path, '-s', '--'] + list(process.argv) if init == 'tini' else None
+        if commit_r is None:
+            _process.apply_and_exec(process, argv=argv, report_fd=report_w)
+        else:
+            _exec_after_commit(process, argv, report_w, commit_r)
     else:
         from ansible_collections.linuxns.isolation.plugins.module_utils import _init_exec
         if init_payload is not None:
             _init_exec.start(process, lifecycle, report_w, status_path, init_payload, commit_r)
         else:
             _init_exec.run_builtin(process, lifecycle, report_w, status_path, commit_r)
+
+
+def _exec_after_commit(process, argv, report_w, commit_r):
+    """init tini/none of a detached start: everything up to the exec is done (a failure is
+    reported to the launcher as usual), then the launcher returns (``report_w`` closes) and the
+    exec waits for the commit byte. EOF instead means the caller died before it recorded the
+    service: nothing of it may run, so this process leaves without exec'ing."""
+    committed = []
+
+    def wait_for_commit():
+        os.close(report_w)
+        while True:
+            try:
+                answer = os.read(commit_r, 1)
+                break
+            except InterruptedError:
+                continue
+        os.close(commit_r)
+        if answer != b'c':
+            os._exit(1)
+        committed.append(True)
+
+    try:
+        _process.apply_and_exec(process, argv=argv, report_fd=report_w, keep_fds=(commit_r,),
+                                before_exec=wait_for_commit)
+    except _process.SetupError as exc:
+        if not committed:
+            raise
+        # The launcher no longer listens: the reason goes to the service's log.
+        os.write(2, ('linuxns: %s\n' % exc).encode('utf-8', 'replace'))
+        os._exit(_process.EXEC_FAILED)
 
 
 # -- parent side --------------------------------------------------------------
@@ -517,12 +550,15 @@ def _builtin_init_payload(process, lifecycle, status_path, commit_fd=None):
         return '%s: %s' % (type(exc).__name__, exc)
 
 
-def _commit_once(commit_w):
+def _commit_once(commit_w, find_service=None):
+    """``Started.commit``: one byte that lets the service run; returns the service's host PID
+    when it is known only after the commit (tini forks it then), else None."""
     def commit():
         try:
             os.write(commit_w, b'c')
         finally:
             os.close(commit_w)
+        return find_service() if find_service is not None else None
     return commit
 
 
@@ -531,9 +567,12 @@ def start_detached(process, namespaces, lifecycle, log_path, status_path, commit
     the namespaces exist and the service was exec'd. ``pid`` is the host PID of the new PID
     namespace's PID 1, ``service_pid`` that of the user's process.
 
-    ``commit=True`` (builtin init only): the init waits for ``Started.commit()`` before it
-    supervises, and stops the service if this process dies first, so a caller killed between
-    this return and writing its record leaves no service that nothing names."""
+    ``commit=True``: the service waits for ``Started.commit()`` and ends if this process dies
+    first, so a caller killed between this return and writing its record leaves no service that
+    nothing names. The builtin init supervises only once committed (it has forked the service,
+    and kills it on EOF); with ``init: tini`` or ``none`` PID 1 has done everything up to the exec
+    and execs only on the commit byte (EOF: it exits). ``service_pid`` is then None for tini
+    until ``commit()`` returns it."""
     from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
     setup = _setup_for(namespaces)
     tini_path = _tini_path(lifecycle)
@@ -543,7 +582,7 @@ def start_detached(process, namespaces, lifecycle, log_path, status_path, commit
     except OSError as exc:
         raise KernelError(exc.errno, 'open log file %s' % log_path,
                           'its directory must exist and be writable by the user running the service')
-    commit_r, commit_w = _pipe() if commit and builtin else (None, None)
+    commit_r, commit_w = _pipe() if commit else (None, None)
     init_payload = _builtin_init_payload(process, lifecycle, status_path, commit_r) if builtin else None
     null_fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     report_r, report_w = _pipe()
@@ -575,11 +614,13 @@ def start_detached(process, namespaces, lifecycle, log_path, status_path, commit
         if ident is None:
             raise StartError('the service exited right after it started; log %s ends with:\n%s'
                              % (log_path, _log_tail(log_path)))
-        service_pid = _find_service(session.pid1, session.service_nspid if init == 'builtin' else None,
-                                    init == 'tini')
-        started = Started(session.pid1, service_pid, ident.start_time, ident.pidns_inode,
-                          _inspect.namespaces_of(session.pid1),
-                          _commit_once(commit_w) if commit_w is not None else None)
+        find_service = functools.partial(
+            _find_service, session.pid1, session.service_nspid if init == 'builtin' else None, init == 'tini')
+        waits_for_exec = commit_w is not None and init == 'tini'
+        started = Started(session.pid1, None if waits_for_exec else find_service(), ident.start_time,
+                          ident.pidns_inode, _inspect.namespaces_of(session.pid1),
+                          _commit_once(commit_w, find_service if waits_for_exec else None)
+                          if commit_w is not None else None)
         committed = True
         return started
     except BaseException:

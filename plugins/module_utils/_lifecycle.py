@@ -22,7 +22,7 @@ import os
 import signal
 import time
 
-from ansible_collections.linuxns.isolation.plugins.module_utils import _spec
+from ansible_collections.linuxns.isolation.plugins.module_utils import _hash_inputs, _spec
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import (
     LinuxnsError, StartError, StoreError)
 from ansible_collections.linuxns.isolation.plugins.module_utils._hostcheck import HostChecks, preview_exec
@@ -90,7 +90,8 @@ class PidNamespaceDriver(Driver):
             from ansible_collections.linuxns.isolation.plugins.module_utils._process import build_env
             program_option = 'argv' if params.get('argv') is not None else 'command'
             preview_exec(host, program_option, process.argv[0], process.chdir, build_env(process))
-        return _spec.canonical(params, self.options), PidLaunch(process, namespaces, lifecycle)
+        canonical = _hash_inputs.with_outside_inputs(_spec.canonical(params, self.options), host)
+        return canonical, PidLaunch(process, namespaces, lifecycle)
 
     def start(self, launch, log_path, status_path):
         from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher
@@ -367,7 +368,7 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
         # one killed before it leaves none (the init stops a service that was never committed).
         store.write(record)
         if getattr(started, 'commit', None) is not None:
-            started.commit()
+            record = _committed(store, record, started.commit())
         first_moment = _FirstMoment(store, record, driver, started, log_path, log_offset, keep_log)
         first_moment.raise_if_dead()
         try:
@@ -381,6 +382,18 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
         _discard(driver, store, record, (store.record_path(name), status_path)
                  + (() if keep_log else (log_path,)))
         raise
+    return record
+
+
+def _committed(store, record, service_pid):
+    """The record once the service may run: an engine that learns the service's PID only then
+    (it forks after the commit) returns it, and the record is written again with it."""
+    if service_pid is None or service_pid == record.service_pid:
+        return record
+    fields = record.to_dict()
+    fields['service_pid'] = service_pid
+    record = type(record).from_dict(fields)
+    store.write(record)
     return record
 
 

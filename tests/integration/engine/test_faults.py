@@ -17,6 +17,7 @@ __metaclass__ = type
 import json
 import os
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ import pytest
 
 from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect, _lifecycle
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import StoreError
+from ansible_collections.linuxns.isolation.plugins.module_utils._bwrap_driver import BwrapDriver
 from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle import PidNamespaceDriver, converge
 from ansible_collections.linuxns.isolation.plugins.module_utils._store import Store
 
@@ -68,23 +70,24 @@ class Services(object):
         self.markers.append(marker)
         return marker, argv
 
-    def converge(self, name, argv=None, state='started', **extra):
+    def converge(self, name, argv=None, state='started', driver=None, **extra):
         params = dict(extra, name=name, state=state, state_dir=self.state_dir)
         if argv is not None:
             params['argv'] = argv
         self.names.add(name)
-        result = converge(params, self.driver, False, self.store)
+        result = converge(params, driver or self.driver, False, self.store)
         if result.get('pid'):
             self.pids.append(result['pid'])
         return result
 
     def cleanup(self):
         for name in sorted(self.names):
-            try:
-                converge({'name': name, 'state': 'absent', 'state_dir': self.state_dir, 'stop_timeout': 5},
-                         self.driver, False, Store(self.state_dir))
-            except Exception:  # pylint: disable=broad-except
-                pass  # a damaged directory in a test; the processes are killed below
+            for driver in (self.driver, BwrapDriver()):
+                try:
+                    converge({'name': name, 'state': 'absent', 'state_dir': self.state_dir, 'stop_timeout': 5},
+                             driver, False, Store(self.state_dir))
+                except Exception:  # pylint: disable=broad-except
+                    pass  # a damaged directory in a test; the processes are killed below
         for pid in self.pids:
             ident = _inspect.identity(pid)
             if ident is not None and ident.pidns_inode != _inspect.ns_inode(os.getpid(), 'pid'):
@@ -157,21 +160,23 @@ def test_sigkill_of_pid1_then_converge_starts_a_new_one(services):
 # The module's process, dying at a chosen moment of a start (argv[2]): 'launching' (killed by
 # the test once the launcher has created the service's log), 'started' (the launcher returned, the
 # record is not written yet), 'record-written' (right after the record's rename), 'verifying' (while
-# it checks the fresh service).
-CONVERGE_CHILD = r'''
+# it checks the fresh service). argv[3] names the engine's driver.
+CONVERGE_CHILD = r"""
 import json, os, signal, sys
+from ansible_collections.linuxns.isolation.plugins.module_utils._bwrap_driver import BwrapDriver
 from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle import PidNamespaceDriver, converge
 from ansible_collections.linuxns.isolation.plugins.module_utils._store import Store
 
 mode = sys.argv[2]
+Base = BwrapDriver if sys.argv[3] == 'bwrap_sandbox' else PidNamespaceDriver
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
 
-class Driver(PidNamespaceDriver):
+class Driver(Base):
     def start(self, launch, log_path, status_path):
         os.write(1, b'starting\n')
-        started = PidNamespaceDriver.start(self, launch, log_path, status_path)
+        started = Base.start(self, launch, log_path, status_path)
         if mode == 'started':
             die()
         return started
@@ -179,7 +184,7 @@ class Driver(PidNamespaceDriver):
     def verify(self, started, launch):
         if mode == 'verifying':
             die()
-        return PidNamespaceDriver.verify(self, started, launch)
+        return Base.verify(self, started, launch)
 
 class DyingStore(Store):
     def write(self, record):
@@ -189,35 +194,57 @@ class DyingStore(Store):
 
 params = json.loads(sys.argv[1])
 converge(params, Driver(), False, DyingStore(params['state_dir']))
-'''
+"""
+
+# engine -> (module, extra options)
+ENGINES = {
+    'builtin': ('pid_namespace', {'init': 'builtin'}),
+    'tini': ('pid_namespace', {'init': 'tini'}),
+    'none': ('pid_namespace', {'init': 'none'}),
+    'bwrap': ('bwrap_sandbox', {}),
+    'bwrap-restart': ('bwrap_sandbox', {'restart': 'on-failure'}),
+}
 
 
+def running_commands(marker):
+    """The service's own command (``sleep``): not tini or bwrap, whose command lines hold it too."""
+    return [pid for pid in live_marked(marker) if _comm(pid) == 'sleep']
+
+
+@pytest.mark.parametrize('engine', sorted(ENGINES))
 @pytest.mark.parametrize('moment', ['launching', 'started', 'record-written', 'verifying'])
-def test_module_killed_mid_start_leaves_no_half_record(services, moment):
+def test_module_killed_mid_start_leaves_no_half_record(services, moment, engine):
+    module, extra = ENGINES[engine]
+    if engine == 'tini' and shutil.which('tini') is None:
+        pytest.skip('tini is not installed')
+    if module == 'bwrap_sandbox' and shutil.which('bwrap') is None:
+        pytest.skip('bwrap is not installed')
+    driver = BwrapDriver() if module == 'bwrap_sandbox' else PidNamespaceDriver()
     marker, argv = services.marker_argv()
-    params = {'name': 'half', 'argv': argv, 'state_dir': services.state_dir}
+    params = dict(extra, name='half', argv=argv, state_dir=services.state_dir)
     services.names.add('half')
     env = dict(os.environ, PYTHONPATH=COLLECTIONS_ROOT)
-    module = subprocess.Popen([sys.executable, '-c', CONVERGE_CHILD, json.dumps(params), moment],
-                              stdout=subprocess.PIPE, env=env, cwd='/')
+    module_proc = subprocess.Popen([sys.executable, '-c', CONVERGE_CHILD, json.dumps(params), moment, module],
+                                   stdout=subprocess.PIPE, env=env, cwd='/')
     try:
-        assert select.select([module.stdout], [], [], HANG_GUARD)[0], 'the converge never reached start'
-        assert module.stdout.readline() == b'starting\n'
+        assert select.select([module_proc.stdout], [], [], HANG_GUARD)[0], 'the converge never reached start'
+        assert module_proc.stdout.readline() == b'starting\n'
         if moment == 'launching':
             log = services.store.log_path('half')
             deadline = time.monotonic() + HANG_GUARD
-            while not os.path.exists(log) and module.poll() is None and time.monotonic() < deadline:
+            while not os.path.exists(log) and module_proc.poll() is None and time.monotonic() < deadline:
                 pass  # busy: the launch lasts milliseconds
-            module.kill()
+            module_proc.kill()
     finally:
-        assert module.wait(timeout=HANG_GUARD) == -9
-        module.stdout.close()
+        assert module_proc.wait(timeout=HANG_GUARD) == -9
+        module_proc.stdout.close()
     record = services.store.read('half')  # absent or whole: a damaged one raises StoreError
     # A temp file of a writer killed before its rename is hidden (dot file), never a record.
     assert all(e.startswith('.') for e in os.listdir(services.state_dir) if '.tmp-' in e)
-    # Until the module commits (right after its record's rename), the init stops a service whose
-    # module died: no copy runs unnamed. 'record-written' dies in between: a whole record naming
-    # a stopped service, which the next run replaces.
+    # Until the module commits (right after its record's rename), the service waits; when its
+    # module died first, it ends without running the command: no copy runs unnamed.
+    # 'record-written' dies in between: a whole record naming a stopped service, which the next
+    # run replaces.
     uncommitted = moment in ('launching', 'started', 'record-written')
     if moment == 'record-written':
         services.pids.append(record.pid)
@@ -228,6 +255,7 @@ def test_module_killed_mid_start_leaves_no_half_record(services, moment):
         deadline = time.monotonic() + HANG_GUARD  # a hang guard, not a timing
         while live_marked(marker) and time.monotonic() < deadline:
             time.sleep(0.05)
+        # Nothing at all: neither the command nor a waiting bwrap, tini or init.
         assert live_marked(marker) == [], 'a service its module never committed was left running'
         if record is not None:
             assert not services.store.is_live(record)
@@ -236,10 +264,10 @@ def test_module_killed_mid_start_leaves_no_half_record(services, moment):
     else:
         services.pids.append(record.pid)
         assert services.store.names() == ['half'] and services.store.is_live(record)
-        assert len(live_marked(marker)) == 1
-    again = services.converge('half', argv)
+        assert len(running_commands(marker)) == 1
+    again = services.converge('half', argv, driver=driver, **extra)
     assert services.store.is_live(services.store.read('half'))
-    assert len(live_marked(marker)) == 1
+    assert len(running_commands(marker)) == 1
     if uncommitted:
         assert again['changed'] is True
     else:
