@@ -510,3 +510,33 @@ def test_driver_restart_runs_the_collection_init_as_pid_1_inside(driver):
     source = [m for m in launch.spec.mounts if m.type == 'file'][0].content
     assert 'def run_init(' in source and source.rstrip().endswith('_linuxns_bwrap_main()')
     compile(source, 'init.py', 'exec')
+
+
+# -- root's unprivileged sandbox: the user namespace comes from root (--userns) ---------------
+
+def userns_argv(**params):
+    return _bwrap.build_argv(spec(**params), NEW, bwrap_path='/usr/bin/bwrap', userns_fd=_bwrap.USERNS_FD)
+
+
+def test_userns_replaces_unshare_all_by_the_other_namespaces():
+    args = userns_argv()
+    # bwrap refuses --unshare-user and --unshare-all's --unshare-user-try next to --userns.
+    assert '--unshare-all' not in args and '--unshare-user' not in args
+    assert args[1:13] == ['--unshare-ipc', '--unshare-pid', '--unshare-net', '--unshare-uts', '--unshare-cgroup-try',
+                          '--userns', '63', '--uid', '0', '--gid', '0', '--new-session']
+
+
+def test_userns_keeps_the_host_network_with_share_net():
+    args = userns_argv(share_net=True)
+    assert '--unshare-net' not in args and '--share-net' not in args
+
+
+def test_userns_with_a_list_drops_user_and_keeps_the_rest():
+    args = userns_argv(unshare=['user', 'pid', 'cgroup'], uid=1000, gid=100)
+    assert args[1:10] == ['--unshare-pid', '--unshare-cgroup', '--userns', '63', '--uid', '1000', '--gid', '100',
+                          '--new-session']
+    assert args.count('--uid') == 1 and args.count('--gid') == 1
+
+
+def test_userns_is_never_emitted_without_a_descriptor():
+    assert '--userns' not in argv()
