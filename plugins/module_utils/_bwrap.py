@@ -91,6 +91,7 @@ OPTION_ADDED = {
     '--disable-userns': (0, 8, 0),
     '--overlay': (0, 11, 0),          # NEWS.md 0.11.0
     '--userns': (0, 4, 0),            # present in 0.4.0 (read from its bubblewrap.c)
+    '--block-fd': EARLY,
 }
 
 # Which module option makes build_argv emit which bwrap option (for messages).
@@ -697,7 +698,11 @@ def build_argv(spec, version, info_fd=None, json_status_fd=None, bwrap_path=None
     args = []
     if userns_fd is not None:
         args += _userns_unshare_args(spec)
-        args += ['--userns', str(userns_fd), '--uid', str(spec.uid or 0), '--gid', str(spec.gid or 0)]
+        # bwrap never closes the --userns descriptor, so the command would inherit it. --block-fd on
+        # the same descriptor makes the sandbox's setup read it (a namespace file answers EINVAL at
+        # once, so nothing blocks) and close it before the command runs.
+        args += ['--userns', str(userns_fd), '--block-fd', str(userns_fd),
+                 '--uid', str(spec.uid or 0), '--gid', str(spec.gid or 0)]
     elif spec.unshare == ('all',):
         args.append('--unshare-all')
         if spec.share_net:

@@ -522,8 +522,8 @@ def test_userns_replaces_unshare_all_by_the_other_namespaces():
     args = userns_argv()
     # bwrap refuses --unshare-user and --unshare-all's --unshare-user-try next to --userns.
     assert '--unshare-all' not in args and '--unshare-user' not in args
-    assert args[1:13] == ['--unshare-ipc', '--unshare-pid', '--unshare-net', '--unshare-uts', '--unshare-cgroup-try',
-                          '--userns', '63', '--uid', '0', '--gid', '0', '--new-session']
+    assert args[1:15] == ['--unshare-ipc', '--unshare-pid', '--unshare-net', '--unshare-uts', '--unshare-cgroup-try',
+                          '--userns', '63', '--block-fd', '63', '--uid', '0', '--gid', '0', '--new-session']
 
 
 def test_userns_keeps_the_host_network_with_share_net():
@@ -533,8 +533,8 @@ def test_userns_keeps_the_host_network_with_share_net():
 
 def test_userns_with_a_list_drops_user_and_keeps_the_rest():
     args = userns_argv(unshare=['user', 'pid', 'cgroup'], uid=1000, gid=100)
-    assert args[1:10] == ['--unshare-pid', '--unshare-cgroup', '--userns', '63', '--uid', '1000', '--gid', '100',
-                          '--new-session']
+    assert args[1:12] == ['--unshare-pid', '--unshare-cgroup', '--userns', '63', '--block-fd', '63',
+                          '--uid', '1000', '--gid', '100', '--new-session']
     assert args.count('--uid') == 1 and args.count('--gid') == 1
 
 
