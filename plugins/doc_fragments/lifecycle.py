@@ -158,6 +158,29 @@ options:
         change) but does not restart the service. Unset keeps the recorded owner.
       - 1 to 64 characters from V(A-Z), V(a-z), V(0-9), V(_), V(.) and V(-).
     type: str
+  privileged:
+    description:
+      - Declare that the sandbox may hold host privilege. Only matters when the module runs as root.
+      - V(false) (the default), as root, means the sandbox is never host root in disguise. A sandbox that
+        gets a user namespace runs as a block of 65536 host uids and gids leased to the service from the
+        collection's range, the C(linuxns) entry of C(/etc/subuid) and C(/etc/subgid). The entry is created
+        on first use when missing, above every id in use (accounts in C(/etc/passwd) and C(/etc/group),
+        other entries) and below 524288, clear of systemd's dynamic users (61184-65519) and of its
+        container range (524288 and up); an existing entry is used as written. Root inside is the first
+        id of the block. A service keeps its block across restarts (it is leased under
+        C(/var/lib/linuxns/ids)) and frees it with O(state=absent); a one-shot leases one for its run.
+        The module result does not return the block; read it on the host (C(/proc/PID/status) of
+        the service) or in its record.
+      - V(false) also refuses, before anything changes, an explicit id map that would map to host uid or
+        gid 0 or to a real account (M(linuxns.isolation.pid_namespace) O(linuxns.isolation.pid_namespace#module:uid_map)
+        and O(linuxns.isolation.pid_namespace#module:gid_map)).
+      - V(true) is the documented way back to host root, e.g. for a sandbox that must write root-owned
+        host files through a bind. It is a declaration, not a boundary; the sandbox then runs with the
+        host identity the other options give it.
+      - For M(linuxns.isolation.bwrap_sandbox), O(user=root) counts as V(true).
+      - Changing it restarts a running service (it takes part in the spec hash; V(false) hashes like unset).
+    type: bool
+    default: false
 notes:
   - A name belongs to the module that started it. A task of M(linuxns.isolation.pid_namespace) on a name
     that M(linuxns.isolation.bwrap_sandbox) recorded (or the other way round) fails, whatever its O(state),

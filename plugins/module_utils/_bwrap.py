@@ -91,6 +91,8 @@ OPTION_ADDED = {
     '--size': (0, 7, 0),              # PR 509, merged 2022-10-26
     '--disable-userns': (0, 8, 0),
     '--overlay': (0, 11, 0),          # NEWS.md 0.11.0
+    '--userns': (0, 4, 0),            # present in 0.4.0 (read from its bubblewrap.c)
+    '--block-fd': EARLY,
 }
 
 # Which module option makes build_argv emit which bwrap option (for messages).
@@ -133,6 +135,8 @@ CAPABILITIES = frozenset('CAP_' + name for name in (
 INFO_FD = 3
 STATUS_FD = 4
 DATA_FD_BASE = 5
+# The user namespace root makes for an unprivileged sandbox (``--userns``), above the data fds.
+USERNS_FD = 63
 # Seconds bwrap gets to reap a killed sandbox before it is killed as well.
 KILL_GRACE = 5.0
 
@@ -691,7 +695,21 @@ def _mount_args(mount, fd=None):
     return args
 
 
-def build_argv(spec, version, info_fd=None, json_status_fd=None, bwrap_path=None, block_fd=None):
+def _userns_unshare_args(spec):
+    """The ``--unshare-*`` options without the user namespace, which ``--userns`` provides
+    (bwrap refuses ``--unshare-user`` and ``--unshare-all``'s ``--unshare-user-try`` with it)."""
+    args = []
+    for ns in ('ipc', 'pid', 'net', 'uts'):
+        if spec.unshares(ns):
+            args.append('--unshare-' + ns)
+    if spec.unshare == ('all',):
+        args.append('--unshare-cgroup-try')
+    elif spec.unshares('cgroup'):
+        args.append('--unshare-cgroup')
+    return args
+
+
+def build_argv(spec, version, info_fd=None, json_status_fd=None, bwrap_path=None, block_fd=None, userns_fd=None):
     """The exact bwrap command line for ``spec`` on a bwrap of ``version``.
 
     Order: the bwrap executable, namespace options, process options, status
@@ -700,7 +718,16 @@ def build_argv(spec, version, info_fd=None, json_status_fd=None, bwrap_path=None
     Raises SpecError when ``version`` lacks an option the spec needs.
     """
     args = []
-    if spec.unshare == ('all',):
+    if userns_fd is not None:
+        args += _userns_unshare_args(spec)
+        # bwrap never closes the --userns descriptor, so the command would inherit it. --block-fd on
+        # the same descriptor makes the sandbox's setup read it (a namespace file answers EINVAL at
+        # once, so nothing blocks) and close it before the command runs. bwrap reads one --block-fd:
+        # a start that waits for its commit (block_fd) takes it, and the descriptor stays open in
+        # the sandbox (it names the sandbox's own user namespace, which grants nothing more).
+        args += ['--userns', str(userns_fd)] + ([] if block_fd is not None else ['--block-fd', str(userns_fd)])
+        args += ['--uid', str(spec.uid or 0), '--gid', str(spec.gid or 0)]
+    elif spec.unshare == ('all',):
         args.append('--unshare-all')
         if spec.share_net:
             args.append('--share-net')
@@ -712,9 +739,9 @@ def build_argv(spec, version, info_fd=None, json_status_fd=None, bwrap_path=None
             args.append('--unshare-' + ns)
     if spec.disable_userns:
         args.append('--disable-userns')
-    if spec.uid is not None:
+    if spec.uid is not None and userns_fd is None:
         args += ['--uid', str(spec.uid)]
-    if spec.gid is not None:
+    if spec.gid is not None and userns_fd is None:
         args += ['--gid', str(spec.gid)]
     if spec.hostname is not None:
         args += ['--hostname', spec.hostname]
@@ -1012,7 +1039,8 @@ def _open_child_pidfd(child_pid, bwrap_pid):
     return pidfd
 
 
-def run_oneshot(spec, version, timeout=None, stdin=None, env=None, bwrap_path=None, process=None):
+def run_oneshot(spec, version, timeout=None, stdin=None, env=None, bwrap_path=None, process=None,
+                userns_fd=None):
     """Run the sandbox to completion; returns :class:`RunResult`.
 
     ``rc`` is the command's exit code (``--json-status-fd`` ``exit-code``; 128+N
@@ -1020,7 +1048,8 @@ def run_oneshot(spec, version, timeout=None, stdin=None, env=None, bwrap_path=No
     ``timeout`` seconds: SIGKILL the sandbox's PID 1 and bwrap, ``timed_out``.
     """
     path = bwrap_path or find_bwrap(spec.bwrap_path)
-    argv = build_argv(spec, version, INFO_FD, STATUS_FD, bwrap_path=path)
+    argv = build_argv(spec, version, INFO_FD, STATUS_FD, bwrap_path=path,
+                      userns_fd=None if userns_fd is None else USERNS_FD)
     pipes = []
 
     def pipe():
@@ -1042,6 +1071,8 @@ def run_oneshot(spec, version, timeout=None, stdin=None, env=None, bwrap_path=No
             in_r, in_w = pipe()
         fd_map = {0: in_r, 1: out_w, 2: err_w, INFO_FD: info_w, STATUS_FD: status_w}
         fd_map.update(data)
+        if userns_fd is not None:
+            fd_map[USERNS_FD] = userns_fd
         pid = spawn(argv, fd_map, env=env, process=process)
     except Exception:
         for fd in pipes + list(data.values()):
@@ -1223,7 +1254,7 @@ def _tail(path, offset, limit=4000):
 
 
 def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_path=None,
-                   ready_timeout=30.0, process=None, commit=False):
+                   ready_timeout=30.0, process=None, commit=False, userns_fd=None):
     """Start the sandbox in the background; returns :class:`Started` once the command runs.
 
     bwrap gets a new session, stdin ``/dev/null``, stdout+stderr appended to
@@ -1240,7 +1271,8 @@ def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_pa
     from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap_commit
     path = bwrap_path or find_bwrap(spec.bwrap_path)
     argv = build_argv(spec, version, INFO_FD, STATUS_FD if status_path else None, bwrap_path=path,
-                      block_fd=_bwrap_commit.BLOCK_FD if commit else None)
+                      block_fd=_bwrap_commit.BLOCK_FD if commit else None,
+                      userns_fd=None if userns_fd is None else USERNS_FD)
     bwrap_exe = os.stat(path)
     bwrap_exe = (bwrap_exe.st_dev, bwrap_exe.st_ino)
     opened = []
@@ -1266,6 +1298,8 @@ def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_pa
             opened.append(block_fd)
             fd_map[_bwrap_commit.BLOCK_FD] = block_fd
         fd_map.update(data)
+        if userns_fd is not None:
+            fd_map[USERNS_FD] = userns_fd
         try:
             if commit:
                 guard = _bwrap_commit.Guard(lambda: spawn(argv, fd_map, env=env, setsid=True, process=process),

@@ -45,7 +45,14 @@ from ansible_collections.linuxns.isolation.plugins.module_utils._errors import S
 from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle import HIDDEN, Driver, verify_isolated
 from ansible_collections.linuxns.isolation.plugins.module_utils._spec import Option
 
-BwrapLaunch = collections.namedtuple('BwrapLaunch', 'spec process lifecycle bwrap_path version argv')
+# ``identity``: None (bwrap runs as the caller or as ``user``), or how root's unprivileged sandbox
+# gets its host ids: ``Unprivileged`` (see ``_unprivileged``).
+BwrapLaunch = collections.namedtuple('BwrapLaunch', 'spec process lifecycle bwrap_path version argv identity')
+BwrapLaunch.__new__.__defaults__ = (None,)
+# mode 'userns': root makes the user namespace and bwrap joins it (--userns); 'rootless': bwrap,
+# run as the block's first id, makes its own (needed by disable_userns, which bwrap only
+# implements with --unshare-user). ``holder`` leases the block (``_idrange``).
+Unprivileged = collections.namedtuple('Unprivileged', 'mode holder uid gid')
 # ``commit()``: let the sandbox exec its command once the record is written; returns its host PID.
 Started = collections.namedtuple('Started', 'pid service_pid start_time pidns_inode namespaces commit')
 Started.__new__.__defaults__ = (None,)
@@ -261,6 +268,80 @@ def masked_argv(argv):
     return shown
 
 
+def _unprivileged(params, spec, process, bwrap_path):
+    """How a sandbox started by root gets an unprivileged host identity, or None when it keeps
+    the caller's (not root, ``privileged: true``, ``user: root``) or ``user``'s."""
+    if os.geteuid() != 0 or _spec.is_privileged(params) or process.user is not None:
+        return None
+    if process.group is not None:
+        raise SpecError('group', params.get('group'),
+                        'sets the host group bwrap runs as, but a sandbox started by root runs as a host id '
+                        'block of its own', 'use gid (the group inside the sandbox), or set privileged: true')
+    if bwrap_path is not None and _bwrap.is_setuid(bwrap_path):
+        raise SpecError('bwrap_path', bwrap_path, 'is a setuid bwrap, which refuses --userns',
+                        'use a bwrap that is not setuid (Debian, Fedora and Ubuntu ship one), or set '
+                        'privileged: true')
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _idrange
+    for option in ('uid', 'gid'):
+        value = getattr(spec, option)
+        if value is not None and value >= _idrange.BLOCK:
+            raise SpecError(option, value, 'is outside the %d ids mapped into a sandbox started by root'
+                            % _idrange.BLOCK, 'give an id below %d, or set privileged: true' % _idrange.BLOCK)
+    return Unprivileged('rootless' if spec.disable_userns else 'userns', _idrange.holder_for(params),
+                        spec.uid or 0, spec.gid or 0)
+
+
+# Never handed to a sandbox by a chown: system directories and directories others share.
+_NEVER_CHOWN = frozenset(('/', '/bin', '/boot', '/dev', '/etc', '/home', '/lib', '/lib32', '/lib64',
+                          '/libx32', '/media', '/mnt', '/opt', '/proc', '/root', '/run', '/sbin', '/srv',
+                          '/sys', '/tmp', '/usr', '/var', '/var/tmp', '/var/lib', '/var/log'))
+
+
+def _open_dir_nofollow(path):
+    """An O_DIRECTORY fd of ``path``, walked one component at a time without following any link."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open('/', flags)
+    try:
+        for part in [p for p in path.split('/') if p]:
+            child = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def own_writable_binds(spec, block, uid, gid):
+    """Give the top directory of each writable ``bind`` source to the sandbox's user (host ids
+    ``block + uid/gid``), so it can write there; its contents are left alone.
+
+    Only a directory root owns and nobody else can write (no sticky bit, not group/other
+    writable) is handed over, and never a system directory (``_NEVER_CHOWN``): a shared or
+    system directory given to a sandbox would let it delete what others keep there. The path is
+    walked without following links and the chown goes through that descriptor, so a link planted
+    in the path cannot redirect it. Anything else is left as it is (the sandbox writes there only
+    where the host's permissions let its host ids)."""
+    import stat as stat_module
+    owner, group = block.uid_base + uid, block.gid_base + gid
+    for mount in spec.mounts:
+        if mount.type != 'bind' or mount.src is None or mount.src in _NEVER_CHOWN:
+            continue
+        try:
+            fd = _open_dir_nofollow(mount.src)
+        except OSError:
+            continue  # a file, a link, or missing (optional): left alone
+        try:
+            info = os.fstat(fd)
+            if (info.st_uid, info.st_gid) == (owner, group):
+                continue
+            if info.st_uid != 0 or info.st_mode & (stat_module.S_ISVTX | 0o022):
+                continue
+            os.fchown(fd, owner, group)
+        finally:
+            os.close(fd)
+
+
 class BwrapDriver(Driver):
     """linuxns.isolation.bwrap_sandbox: the sandbox is built and run by the installed bwrap."""
 
@@ -289,12 +370,14 @@ class BwrapDriver(Driver):
             spec = _with_init(params, spec, process, lifecycle, host)
         path = self._bwrap_path(spec, host)
         version = argv = None
+        identity = _unprivileged(params, spec, process, path)
         if path is not None:
             version = _bwrap.bwrap_version(path)
             argv = _bwrap.build_argv(spec, version, _bwrap.INFO_FD,
-                                     None if detach else _bwrap.STATUS_FD, bwrap_path=path)
+                                     None if detach else _bwrap.STATUS_FD, bwrap_path=path,
+                                     userns_fd=_bwrap.USERNS_FD if identity and identity.mode == 'userns' else None)
         canonical = _hash_inputs.with_outside_inputs(_spec.canonical(params, self.options), host)
-        self.launch = BwrapLaunch(spec, process, lifecycle, path, version, argv)
+        self.launch = BwrapLaunch(spec, process, lifecycle, path, version, argv, identity)
         return canonical, self.launch
 
     @staticmethod
@@ -308,10 +391,40 @@ class BwrapDriver(Driver):
             host.missing(exc.option, exc.value, exc.problem, exc.fix)
             return None
 
+    def _identity(self, launch):
+        """(process bwrap runs as, user namespace fd or None) for the launch; leases the block."""
+        self.allocated_ids = None
+        identity = launch.identity
+        if identity is None:
+            return launch.process, None
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _idrange
+        block = _idrange.allocate(identity.holder)
+        self.allocated_ids = block.as_record()
+        try:
+            uid, gid = (identity.uid, identity.gid) if identity.mode == 'userns' else (0, 0)
+            fields = dict((name, getattr(launch.process, name)) for name in launch.process.__slots__)
+            fields.update(user=block.uid_base + uid, group=block.gid_base + gid)
+            process = _spec.ProcessSpec(**fields)
+            own_writable_binds(launch.spec, block, identity.uid, identity.gid)
+            if identity.mode != 'userns':
+                return process, None
+            from ansible_collections.linuxns.isolation.plugins.module_utils import _userns
+            return process, _userns.make_userns(block, uid, gid)
+        except BaseException:
+            if identity.holder.get('name') is None:
+                _idrange.release(identity.holder)
+            raise
+
     def start(self, launch, log_path, status_path):
-        # The command (or the in-sandbox init) execs only on commit(), once the record is written.
-        started = _bwrap.start_detached(launch.spec, launch.version, log_path, None,
-                                        bwrap_path=launch.bwrap_path, process=launch.process, commit=True)
+        process, userns_fd = self._identity(launch)
+        try:
+            # The command (or the in-sandbox init) execs only on commit(), once the record is written.
+            started = _bwrap.start_detached(launch.spec, launch.version, log_path, None,
+                                            bwrap_path=launch.bwrap_path, process=process, commit=True,
+                                            userns_fd=userns_fd)
+        finally:
+            if userns_fd is not None:
+                os.close(userns_fd)
         self._bwrap_pid = started.bwrap_pid
         ident = _inspect.identity(started.child_pid)
         if ident is None:
@@ -371,8 +484,16 @@ class BwrapDriver(Driver):
                                               'the sandbox\'s init did not start the command'))
 
     def run_oneshot(self, launch, timeout, stdin=None):
-        result = _bwrap.run_oneshot(launch.spec, launch.version, timeout=timeout, stdin=stdin,
-                                    bwrap_path=launch.bwrap_path, process=launch.process)
+        process, userns_fd = self._identity(launch)
+        try:
+            result = _bwrap.run_oneshot(launch.spec, launch.version, timeout=timeout, stdin=stdin,
+                                        bwrap_path=launch.bwrap_path, process=process, userns_fd=userns_fd)
+        finally:
+            if userns_fd is not None:
+                os.close(userns_fd)
+            if launch.identity is not None:
+                from ansible_collections.linuxns.isolation.plugins.module_utils import _idrange
+                _idrange.release(launch.identity.holder)
         if result.setup_failed:
             raise StartError(_bwrap.bwrap_failure(result.stderr, 'bwrap could not run the sandbox'))
         return result

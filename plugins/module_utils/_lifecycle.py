@@ -35,13 +35,18 @@ START_GRACE = 0.3
 _START_POLL = 0.05
 LOG_TAIL_LINES = 20
 
-PidLaunch = collections.namedtuple('PidLaunch', 'process namespaces lifecycle')
+# ``holder``: who leases a host id block for the launch (``_idrange``), None when it needs none.
+PidLaunch = collections.namedtuple('PidLaunch', 'process namespaces lifecycle holder')
+PidLaunch.__new__.__defaults__ = (None,)
 
 
 class Driver(object):
     """What an engine provides to ``converge``. Subclasses set ``module`` and implement the methods."""
 
     module = None
+    # The host id block of the last start (``{"uid": [base, count], "gid": [...]}``), or None:
+    # the record's ``ids``.
+    allocated_ids = None
 
     def build(self, params, host=None):
         """Validate ``params`` (raise SpecError) and return ``(canonical_dict, launch)``.
@@ -75,6 +80,12 @@ class Driver(object):
         """Stop the service of ``record`` (identity-checked); the default signals its PID 1."""
         return store.stop(record, stop_signal, stop_timeout)
 
+    def release_ids(self, store, name):
+        """Free the host id block of service ``name`` (its record is gone)."""
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _idrange
+        if os.geteuid() == 0:
+            _idrange.release(_idrange.service_holder(store.path, name))
+
 
 class PidNamespaceDriver(Driver):
     """linuxns.isolation.pid_namespace: new namespaces through the engine's launcher."""
@@ -90,21 +101,58 @@ class PidNamespaceDriver(Driver):
             from ansible_collections.linuxns.isolation.plugins.module_utils._process import build_env
             program_option = 'argv' if params.get('argv') is not None else 'command'
             preview_exec(host, program_option, process.argv[0], process.chdir, build_env(process))
+        holder = None
+        if needs_id_block(params, namespaces):
+            from ansible_collections.linuxns.isolation.plugins.module_utils import _idrange
+            holder = _idrange.holder_for(params)
         canonical = _hash_inputs.with_outside_inputs(_spec.canonical(params, self.options), host)
-        return canonical, PidLaunch(process, namespaces, lifecycle)
+        return canonical, PidLaunch(process, namespaces, lifecycle, holder)
+
+    def _namespaces(self, launch):
+        """The launch's namespaces with root inside mapped onto its leased host id block."""
+        self.allocated_ids = None
+        if launch.holder is None:
+            return launch.namespaces
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _idrange
+        block = _idrange.allocate(launch.holder)
+        self.allocated_ids = block.as_record()
+        return with_id_block(launch.namespaces, block)
 
     def start(self, launch, log_path, status_path):
         from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher
-        return _launcher.start_detached(launch.process, launch.namespaces, launch.lifecycle,
+        return _launcher.start_detached(launch.process, self._namespaces(launch), launch.lifecycle,
                                         log_path, status_path, commit=True)
 
     def run_oneshot(self, launch, timeout, stdin=None):
         from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher
-        return _launcher.run_oneshot(launch.process, launch.namespaces, launch.lifecycle,
-                                     timeout=timeout, stdin=stdin)
+        namespaces = self._namespaces(launch)
+        try:
+            return _launcher.run_oneshot(launch.process, namespaces, launch.lifecycle,
+                                         timeout=timeout, stdin=stdin)
+        finally:
+            if launch.holder is not None:
+                from ansible_collections.linuxns.isolation.plugins.module_utils import _idrange
+                _idrange.release(launch.holder)
 
     def verify(self, started, launch):
         verify_isolated(started, 'the new namespace', proc_mounted=launch.namespaces.mount_proc)
+
+
+def needs_id_block(params, namespaces):
+    """Root creating a user namespace without explicit maps, and without declared privilege: root
+    inside is mapped onto a host id block of the collection's range (never host uid 0)."""
+    return (os.geteuid() == 0 and 'user' in namespaces.create and not namespaces.uid_map
+            and not namespaces.gid_map and not _spec.is_privileged(params))
+
+
+def with_id_block(namespaces, block):
+    """``namespaces`` mapping ids 0..count-1 inside onto ``block`` (setgroups allowed: every gid
+    the process can take is in the block)."""
+    fields = dict((name, getattr(namespaces, name)) for name in namespaces.__slots__)
+    fields.update(map_root=False, uid_map=(_spec.IdMap(0, block.uid_base, block.count),),
+                  gid_map=(_spec.IdMap(0, block.gid_base, block.count),),
+                  setgroups=namespaces.setgroups or 'allow')
+    return _spec.NamespaceSpec(**fields)
 
 
 def verify_isolated(started, what, new_pidns=True, proc_mounted=True):
@@ -294,6 +342,7 @@ def _converge_service(params, driver, store, name, state, canonical, launch, des
             driver.stop(store, record, stop_signal, stop_timeout)
         if 'remove' in actions:
             store.remove(name)
+            driver.release_ids(store, name)
         if 'start' in actions:
             record = _start(params, driver, store, name, canonical, launch, desired_hash, owner_after)
         if 'relabel' in actions:
@@ -363,7 +412,7 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
             name, module=driver.module, spec=canonical, spec_hash=desired_hash, pid=started.pid,
             start_time=started.start_time, pidns_inode=started.pidns_inode,
             service_pid=started.service_pid, started_at=_now(), log_path=log_path,
-            namespaces=dict(started.namespaces or {}), owner=owner, ids=getattr(started, 'ids', None))
+            namespaces=dict(started.namespaces or {}), owner=owner, ids=driver.allocated_ids)
         # Written before verification: a module killed from here on leaves a findable service;
         # one killed before it leaves none (the init stops a service that was never committed).
         store.write(record)
@@ -381,6 +430,10 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
     except BaseException:
         _discard(driver, store, record, (store.record_path(name), status_path)
                  + (() if keep_log else (log_path,)))
+        try:
+            driver.release_ids(store, name)
+        except (LinuxnsError, OSError):
+            pass
         raise
     return record
 

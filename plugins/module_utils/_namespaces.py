@@ -131,6 +131,10 @@ class NamespaceSetup(object):
         finally:
             for _t, _p, fd in fds:
                 os.close(fd)
+        if self.creates_user and os.geteuid() == 0:
+            # Root's supplementary groups (gid 0 among them) would stay with the process in the
+            # new user namespace, unmapped but honoured by every permission check on the host.
+            os.setgroups([])
         if self.flags:
             _syscalls.unshare(self.flags)
 

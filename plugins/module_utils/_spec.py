@@ -577,6 +577,7 @@ LIFECYCLE_OPTIONS = (
     Option('removes', 'path', normalise=_any_path('removes')),
     Option('state_dir', 'path', normalise=_abs_path('state_dir')),
     Option('owner', normalise=validate_owner),
+    Option('privileged', 'bool', default=False, normalise=_bool('privileged')),
 )
 
 
@@ -818,6 +819,9 @@ def namespace_spec(params, host=None):
     if map_root and (uid_map or gid_map):
         raise SpecError('map_root', True, 'is set together with %s' % ('uid_map' if uid_map else 'gid_map'),
                         'use map_root alone (caller -> root) or explicit uid_map/gid_map')
+    if not _effective(params, 'privileged') and os.geteuid() == 0:
+        _refuse_privileged_maps('uid_map', uid_map)
+        _refuse_privileged_maps('gid_map', gid_map)
     time_offsets = _value(params, 'time_offsets')
     if time_offsets and 'time' not in create:
         needs('time_offsets', time_offsets, 'time', '')
@@ -842,6 +846,30 @@ pid_namespace_spec = namespace_spec
 # What state stopped and state absent read of a task: the rest describes a service to start, and
 # may no longer hold by teardown time (a bind source removed, a user deleted, a netns gone).
 STOP_OPTIONS = ('name', 'state', 'detach', 'state_dir', 'stop_signal', 'stop_timeout')
+def _refuse_privileged_maps(option, ranges):
+    """SpecError when root's explicit map reaches host id 0 or a real account (needs privileged)."""
+    if not ranges:
+        return
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _idrange
+    lines = [(r['inside'], r['outside'], r['count']) for r in ranges]
+    kind = 'uid' if option == 'uid_map' else 'gid'
+    found = _idrange.privileged_targets(lines, kind)
+    if found:
+        raise SpecError(option, ranges, 'maps to host %s %s (%s)' % (
+            kind, ', '.join(str(i) for i in found[:5]) + (' ...' if len(found) > 5 else ''),
+            'root' if found == [0] else 'root or a real account' if 0 in found else 'a real account'),
+            'set privileged: true to run with that host identity on purpose, or map to a range of the '
+            '%s entry of /etc/sub%s (map_root: true allocates one per service)' % (_idrange.RANGE_NAME, kind))
+
+
+def is_privileged(params):
+    """True when the task declares host privilege: ``privileged: true`` or ``user: root`` (uid 0)."""
+    if _effective(params, 'privileged'):
+        return True
+    user = _value(params, 'user')
+    if user is None:
+        return False
+    return _resolve_user(user)[0] == 0
 
 
 def validate_lifecycle(params):

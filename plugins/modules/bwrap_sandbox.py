@@ -32,6 +32,13 @@ options:
         V(user), V(ipc), V(pid), V(net), V(uts), V(cgroup), or V([all]).
       - V([all]) is C(--unshare-all) (user namespace when possible, ipc, pid, net, uts, cgroup when possible).
         A list is the matching C(--unshare-*) options, the user namespace then being required.
+      - Started by root without O(privileged), the sandbox always gets a user namespace, made by root on the
+        block of host ids leased to it (see O(privileged)) and handed to bwrap with C(--userns); V(user)
+        in the list, or V([all]), is then that namespace (C(--unshare-all) becomes the other C(--unshare-*)
+        options, which bwrap requires next to C(--userns)).
+      - "What is a boundary: the user namespace is, when the host ids behind it are unprivileged (the
+        default as root, and any non-root O(user)). The other namespaces hide and separate (processes,
+        network, IPC, host name) but do not take host privilege away from a sandbox that has it."
     type: list
     elements: str
     choices: [user, ipc, pid, net, uts, cgroup, all]
@@ -64,6 +71,16 @@ options:
         description:
           - V(bind), V(ro_bind), V(dev_bind) bind the host path O(mounts[].src) on O(mounts[].dest) (read-write,
             read-only, with device access).
+          - "A sandbox started by root without O(privileged) runs as its leased host ids, so V(bind) is writable
+            only where those ids may write on the host. To make a writable bind usable, the module gives the
+            top directory of O(mounts[].src) to the sandbox's user inside (host id block + O(uid), + O(gid)) when
+            that directory is owned by root and writable by nobody else, and is not a system or shared directory
+            such as C(/), C(/etc), C(/home), C(/tmp), C(/var) or C(/srv) themselves. Only that directory changes
+            owner: nothing below it (a recursive chown as root could be led through planted links), and the
+            path is walked without following any symlink (a source whose path holds a link is left as it is).
+            For anything else, give the host ids access yourself."
+          - V(ro_bind) sources must be readable by the sandbox's host ids (as root without O(privileged)): a
+            directory only root can enter, such as C(/root), cannot be bound.
           - V(tmpfs) a fresh tmpfs, V(dir) a directory, V(proc) a procfs, V(dev) a minimal /dev, V(mqueue) a POSIX
             message queue filesystem at O(mounts[].dest).
           - V(symlink) a symlink at O(mounts[].dest) pointing to O(mounts[].src) (kept as written, may be relative).
@@ -111,10 +128,15 @@ options:
     description:
       - User id the command has inside the sandbox (C(--uid)). Needs a new user namespace.
       - To choose which host user runs the sandbox, use O(user).
+      - Started by root without O(privileged), it is mapped into the sandbox's host id block (host uid = block
+        start + O(uid)), so it must be below 65536; V(0), the default there, is root inside and an
+        unprivileged host uid outside.
+      - Not a boundary by itself; it only names the identity inside the user namespace.
     type: int
   gid:
     description:
       - Group id the command has inside the sandbox (C(--gid)). Needs a new user namespace.
+      - Mapped like O(uid) (below 65536) when root starts the sandbox without O(privileged).
     type: int
   chdir:
     description:
@@ -178,6 +200,10 @@ options:
     description:
       - Forbid creating further user namespaces inside the sandbox (C(--disable-userns), bubblewrap 0.8.0 or
         later). Needs a new user namespace; with V([all]) the module adds C(--unshare-user) so it is certain.
+      - bwrap implements it only with its own C(--unshare-user), which it refuses next to C(--userns). Started by
+        root without O(privileged), the sandbox then runs bwrap as the first id of its leased host block,
+        without capabilities, and bwrap makes the user namespace itself (this needs unprivileged user
+        namespaces to be allowed on the host).
     type: bool
     default: false
   bwrap_path:
@@ -198,10 +224,13 @@ options:
     description:
       - Host user (name or uid) that runs bwrap, and so owns the sandbox. Not root means a rootless sandbox in a
         user namespace owned by that user. To choose the identity inside, use O(uid) and O(gid).
+      - V(root) (or V(0)) counts as O(privileged=true). Unset, as root, the sandbox runs as a leased block of
+        unprivileged host ids (see O(privileged)).
     type: str
   group:
     description:
-      - Host group (name or gid) bwrap runs with.
+      - Host group (name or gid) bwrap runs with. As root without O(user) and O(privileged) it is refused (the
+        sandbox's host group is its leased block's); use O(gid) for the group inside.
     type: str
 notes:
   - "Which process the record points at: C(pid) is the host PID of the sandbox's PID 1 (bwrap's reaper inside the

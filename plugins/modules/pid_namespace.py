@@ -63,8 +63,18 @@ options:
     type: str
   map_root:
     description:
-      - Map the caller's uid and gid to root (0) inside the new user namespace (C(unshare --map-root-user)),
-        with setgroups denied. Needs V(user) in O(namespaces); exclusive with O(uid_map) and O(gid_map).
+      - Map root (0) inside the new user namespace to an unprivileged identity outside. Needs V(user) in
+        O(namespaces); exclusive with O(uid_map) and O(gid_map).
+      - Run by a non-root user, that identity is the caller's own uid and gid, with setgroups denied
+        (C(unshare --map-root-user)).
+      - Run by root without O(privileged), it is the block of 65536 host uids and gids leased to the service
+        from the collection's range (the C(linuxns) entry of C(/etc/subuid) and C(/etc/subgid), see
+        O(privileged)): ids 0-65535 inside are that block, never host uid 0, and setgroups is allowed (every
+        group the process can take is in the block). Root without O(map_root), O(uid_map) or O(gid_map)
+        that creates a user namespace gets the same map. With O(privileged=true), root maps its own uid
+        0 to 0 as before (host root with a different view).
+      - "What is a boundary: a user namespace whose outside ids are unprivileged is; root inside it has
+        capabilities over the namespace's own resources only, not over host files or other processes."
     type: bool
     default: false
   uid_map:
@@ -73,6 +83,10 @@ options:
         Needs V(user) in O(namespaces).
       - Root writes the map directly. An unprivileged caller writes a map of its own uid alone (count 1)
         directly; other ranges go through C(newuidmap) (package uidmap) and must be allowed in C(/etc/subuid).
+      - Honoured as written. Run by root without O(privileged), a range whose outside ids include host uid 0
+        or a real account's uid (C(/etc/passwd)) is refused before anything changes; map to ids of the
+        C(linuxns) range instead (or use O(map_root)), or set O(privileged=true) when that is the intent.
+        A map that includes host uid 0 is no boundary: root inside is host root.
     type: list
     elements: dict
     default: []
@@ -95,6 +109,8 @@ options:
         Needs V(user) in O(namespaces).
       - As for O(uid_map), an unprivileged caller's ranges other than its own gid go through C(newgidmap) and
         C(/etc/subgid); its own gid alone is written directly, with setgroups denied.
+      - As for O(uid_map), root without O(privileged) cannot map host gid 0 or a real group (C(/etc/group),
+        and the primary groups of C(/etc/passwd)).
     type: list
     elements: dict
     default: []
@@ -115,7 +131,9 @@ options:
     description:
       - Write V(allow) or V(deny) to C(/proc/PID/setgroups) of the new user namespace (C(unshare --setgroups)).
         Needs V(user) in O(namespaces). An unprivileged caller writing a gid map needs V(deny).
-      - Default is the kernel's (V(allow)), or V(deny) with O(map_root).
+      - Default is the kernel's (V(allow)), or V(deny) with O(map_root) run by a non-root user.
+      - Root's supplementary groups are dropped before the user namespace is created, so V(deny) cannot keep
+        a host group such as gid 0 in the sandbox.
     type: str
     choices: [allow, deny]
   join:
@@ -170,7 +188,8 @@ notes:
   - "Namespaces isolate what a process sees, not what root may do: a command running as root without V(user) in
     O(namespaces) keeps every capability, so it can for example remount a read-only bind mount writable, load
     kernel modules or reach the host's abstract unix sockets when O(namespaces) lacks V(net). For untrusted code
-    add V(user) with O(map_root) (root inside, an unprivileged user outside), or run it with O(user) as a
+    add V(user) with O(map_root) (root inside; outside the caller, or for root a leased block of unprivileged
+    host ids), or run it with O(user) as a
     non-root user, or use M(linuxns.isolation.bwrap_sandbox)."
 seealso:
   - module: linuxns.isolation.bwrap_sandbox

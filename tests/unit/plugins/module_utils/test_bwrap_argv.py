@@ -518,6 +518,8 @@ def test_result_argv_hides_setenv_values_but_keeps_names_and_the_command():
             '--', 'env', '--setenv', 'shown']
     assert masked_argv(argv) == ['bwrap', '--setenv', 'TOKEN', 'VALUE_HIDDEN', '--setenv', 'X', 'VALUE_HIDDEN',
                                  '--ro-bind', '/usr', '/usr', '--', 'env', '--setenv', 'shown']
+
+
 # -- host paths: refused in a real run, a warning in check mode ------------------------------------
 
 def test_missing_bind_file_and_seccomp_sources_are_warnings_in_check_mode(tmp_path):
@@ -555,3 +557,33 @@ def test_canonical_mounts_do_not_look_at_the_host():
     mounts = [{'type': 'bind', 'src': '/nonexistent-linuxns/data', 'dest': '/data'}]
     canonical = _spec.canonical({'argv': ['app'], 'mounts': mounts}, _bwrap_driver.OPTIONS)
     assert canonical['mounts'] == [{'type': 'bind', 'src': '/nonexistent-linuxns/data', 'dest': '/data'}]
+
+
+# -- root's unprivileged sandbox: the user namespace comes from root (--userns) ---------------
+
+def userns_argv(**params):
+    return _bwrap.build_argv(spec(**params), NEW, bwrap_path='/usr/bin/bwrap', userns_fd=_bwrap.USERNS_FD)
+
+
+def test_userns_replaces_unshare_all_by_the_other_namespaces():
+    args = userns_argv()
+    # bwrap refuses --unshare-user and --unshare-all's --unshare-user-try next to --userns.
+    assert '--unshare-all' not in args and '--unshare-user' not in args
+    assert args[1:15] == ['--unshare-ipc', '--unshare-pid', '--unshare-net', '--unshare-uts', '--unshare-cgroup-try',
+                          '--userns', '63', '--block-fd', '63', '--uid', '0', '--gid', '0', '--new-session']
+
+
+def test_userns_keeps_the_host_network_with_share_net():
+    args = userns_argv(share_net=True)
+    assert '--unshare-net' not in args and '--share-net' not in args
+
+
+def test_userns_with_a_list_drops_user_and_keeps_the_rest():
+    args = userns_argv(unshare=['user', 'pid', 'cgroup'], uid=1000, gid=100)
+    assert args[1:12] == ['--unshare-pid', '--unshare-cgroup', '--userns', '63', '--block-fd', '63',
+                          '--uid', '1000', '--gid', '100', '--new-session']
+    assert args.count('--uid') == 1 and args.count('--gid') == 1
+
+
+def test_userns_is_never_emitted_without_a_descriptor():
+    assert '--userns' not in argv()

@@ -184,9 +184,9 @@ def test_join_accepts_a_namespace_file_of_the_right_type():
 def test_id_maps_and_time_offsets_become_immutable_sorted_values():
     _process, namespaces, _lifecycle, _canonical = build(
         namespaces=['user', 'time'], setgroups='deny',
-        uid_map=[{'inside': 1, 'outside': 100000, 'count': 65535}, {'inside': 0, 'outside': 1000, 'count': 1}],
+        uid_map=[{'inside': 1, 'outside': 100000, 'count': 65535}, {'inside': 0, 'outside': 300000, 'count': 1}],
         time_offsets={'monotonic': 3600, 'boottime': -5}, **SERVICE)
-    assert namespaces.uid_map == (_spec.IdMap(0, 1000, 1), _spec.IdMap(1, 100000, 65535))
+    assert namespaces.uid_map == (_spec.IdMap(0, 300000, 1), _spec.IdMap(1, 100000, 65535))
     assert namespaces.time_offsets == (('boottime', -5), ('monotonic', 3600))
     assert namespaces.setgroups == 'deny'
 
@@ -271,9 +271,9 @@ EQUIVALENT = [
     ('rlimit pair', {'rlimits': {'nofile': [10, 'unlimited']}}, {'rlimits': {'nofile': {'soft': 10, 'hard': 'unlimited'}}}),
     ('uid_map order',
      {'namespaces': ['user'], 'uid_map': [
-         {'inside': 0, 'outside': 1000, 'count': 1}, {'inside': 1, 'outside': 100000, 'count': 10}]},
+         {'inside': 0, 'outside': 300000, 'count': 1}, {'inside': 1, 'outside': 100000, 'count': 10}]},
      {'namespaces': ['user'], 'uid_map': [
-         {'inside': 1, 'outside': 100000, 'count': 10}, {'inside': 0, 'outside': 1000, 'count': 1}]}),
+         {'inside': 1, 'outside': 100000, 'count': 10}, {'inside': 0, 'outside': 300000, 'count': 1}]}),
     ('unhashed options', {}, {'name': 'other', 'state': 'restarted', 'state_dir': '/var/lib/x'}),
     ('empty env', {}, {'env': {}}),
     ('empty rlimits', {}, {'rlimits': {}}),
