@@ -869,7 +869,9 @@ def is_privileged(params):
     user = _value(params, 'user')
     if user is None:
         return False
-    return _resolve_user(user)[0] == 0
+    # The process spec has already judged a missing user (an error, or a warning in check mode).
+    from ansible_collections.linuxns.isolation.plugins.module_utils._hostcheck import HostChecks
+    return _resolve_user(user, HostChecks(check_mode=True))[0] == 0
 
 
 def validate_lifecycle(params):
