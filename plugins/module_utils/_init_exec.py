@@ -30,7 +30,7 @@ import sys
 ENGINE = 'ansible_collections.linuxns.isolation.plugins.module_utils'
 # The engine files the exec'd init may import (_syscalls only outside a PID namespace).
 SHIPPED = ('_errors', '_syscalls', '_process', '_init', '_init_exec')
-PROCESS_FIELDS = ('argv', 'env', 'clear_env', 'chdir', 'user', 'group', 'umask', 'rlimits')
+PROCESS_FIELDS = ('argv', 'env', 'clear_env', 'chdir', 'user', 'group', 'umask', 'rlimits', 'no_new_privs')
 LIFECYCLE_FIELDS = ('restart', 'restart_delay', 'stop_signal')
 INIT_NAME = 'linuxns-init'
 # Exit status of an init whose launcher died before the handshake (128 + SIGKILL, as the service).
@@ -38,7 +38,7 @@ _ABANDONED = 137
 
 # Run by ``python -I -S -c`` in PID 1: sys.argv[1] is the payload's fd (closed once read, with its
 # file object), sys.argv[2] the launcher's report fd. Imports nothing beyond marshal: the payload
-# carries the rest. One line, as ps and ns_info show it.
+# carries the rest. ps shows ``linuxns-init NAME`` instead once the init runs (_set_title).
 _READ_PAYLOAD = ("import marshal,os,sys;p=marshal.load(os.fdopen(int(sys.argv[1]),'rb'));"
                  "exec(p['bootstrap'],{'__name__':'__linuxns_bootstrap__','payload':p})")
 
@@ -247,6 +247,40 @@ def _set_name(name):
         pass
 
 
+def init_title(status_path):
+    """The command line ps shows for the init: ``linuxns-init NAME`` (NAME from the store's
+    ``NAME.status``), or ``linuxns-init`` alone for a one-shot."""
+    if not status_path:
+        return INIT_NAME
+    name = os.path.basename(status_path)
+    if name.endswith('.status'):
+        name = name[:-len('.status')]
+    return '%s %s' % (INIT_NAME, name) if name else INIT_NAME
+
+
+def _set_title(title):
+    """Rewrite this process's argv area in place (what setproctitle does), so ``ps -o args`` and
+    /proc/PID/cmdline read ``title`` instead of the interpreter's command line. The area lies
+    between fields 48 and 49 of /proc/self/stat (arg_start, arg_end); it is written through
+    /proc/self/mem, which spares PID 1 ctypes. Its length is fixed: the title is cut to fit and
+    the rest is NUL-filled (ps drops trailing NULs). Cosmetic: any failure keeps the old one."""
+    try:
+        with open('/proc/self/stat', 'rb') as handle:
+            data = handle.read()
+        fields = data[data.rfind(b')') + 2:].split()
+        start, end = int(fields[45]), int(fields[46])
+        if end - start < 2:
+            return
+        words = title.encode('utf-8', 'replace').replace(b' ', b'\0')[:end - start - 1]
+        fd = os.open('/proc/self/mem', os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.pwrite(fd, words + b'\0' * (end - start - len(words)), start)
+        finally:
+            os.close(fd)
+    except (IOError, OSError, ValueError, IndexError):
+        pass
+
+
 def _close_fds(keep):
     low = 3
     for fd in sorted(keep):
@@ -331,6 +365,7 @@ def run_builtin(process, lifecycle, report_w, status_path, commit_fd=None):
     from ansible_collections.linuxns.isolation.plugins.module_utils._init import run_init
     _close_fds((report_w,) if commit_fd is None else (report_w, commit_fd))
     _set_name(INIT_NAME)
+    _set_title(init_title(status_path))
     state = {'report_w': report_w}
 
     def spawn():
