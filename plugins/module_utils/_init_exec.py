@@ -259,22 +259,26 @@ def init_title(status_path):
 
 
 def _set_title(title):
-    """Rewrite this process's argv area in place (what setproctitle does), so ``ps -o args`` and
-    /proc/PID/cmdline read ``title`` instead of the interpreter's command line. The area lies
-    between fields 48 and 49 of /proc/self/stat (arg_start, arg_end); it is written through
-    /proc/self/mem, which spares PID 1 ctypes. Its length is fixed: the title is cut to fit and
-    the rest is NUL-filled (ps drops trailing NULs). Cosmetic: any failure keeps the old one."""
+    """Rewrite this process's argv area in place, as setproctitle(3) does, so that ``ps -o args``,
+    lsns and /proc/PID/cmdline read ``title`` instead of the interpreter's command line.
+
+    The area lies between fields 48 and 49 of /proc/self/stat (arg_start, arg_end) and is
+    written through /proc/self/mem, which spares PID 1 ctypes. Its length is fixed, so the title
+    is cut to fit, ends with a NUL, and the area's last byte is not a NUL: that tells the kernel
+    the area holds a title, and /proc/PID/cmdline then ends at the title's NUL instead of
+    showing the rest of the area. Cosmetic: any failure keeps the old command line."""
     try:
         with open('/proc/self/stat', 'rb') as handle:
             data = handle.read()
         fields = data[data.rfind(b')') + 2:].split()
         start, end = int(fields[45]), int(fields[46])
-        if end - start < 2:
+        size = end - start
+        if size < 3:
             return
-        words = title.encode('utf-8', 'replace').replace(b' ', b'\0')[:end - start - 1]
+        text = title.encode('utf-8', 'replace')[:size - 2]
         fd = os.open('/proc/self/mem', os.O_WRONLY | os.O_CLOEXEC)
         try:
-            os.pwrite(fd, words + b'\0' * (end - start - len(words)), start)
+            os.pwrite(fd, text + b'\0' * (size - 1 - len(text)) + b' ', start)
         finally:
             os.close(fd)
     except (IOError, OSError, ValueError, IndexError):
