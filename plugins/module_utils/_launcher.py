@@ -322,13 +322,15 @@ def _die_with_parent(parent_pid):
         os._exit(1)
 
 
-def _die_with_pipe(alive_r):
+def _die_with_pipe(alive_r, keep=False):
     """In a process whose parent is invisible (getppid() is 0 in a new PID namespace): SIGKILL
-    when the parent dies, and leave at once if it already has (its end of alive_r is closed)."""
+    when the parent dies, and leave at once if it already has (its end of alive_r is closed).
+    ``keep``: alive_r stays open, for the check after a later change of credentials."""
     _syscalls.set_pdeathsig(signal.SIGKILL)
     if select.select([alive_r], [], [], 0)[0]:
         os._exit(1)
-    os.close(alive_r)
+    if not keep:
+        os.close(alive_r)
 
 
 def _wait_for_go(go_r):
@@ -367,6 +369,10 @@ def _launch_child(setup, process, lifecycle, detached, report_w, go_r, stdio, pa
     else:
         os.close(go_r)
     setup.after_maps()
+    if not detached:
+        # after_maps may have become root of a new user namespace: a change of credentials,
+        # which clears the parent-death signal.
+        _die_with_parent(parent_pid)
     alive_r, alive_w = _pipe()
     pid = os.fork()
     if pid == 0:
@@ -388,19 +394,24 @@ def _launch_child(setup, process, lifecycle, detached, report_w, go_r, stdio, pa
 def _pid1(setup, process, lifecycle, report_w, alive_r, status_path, tini_path, init_payload, commit_r=None):
     """G: PID 1 of the new PID namespace. A detached builtin init gets ``init_payload`` and runs in
     a fresh interpreter (``_init_exec``); a one-shot's stays in this fork, which dies with the run."""
-    if alive_r is not None:
-        _die_with_pipe(alive_r)
-    setup.in_pid1()
     init = _field(lifecycle, 'init', 'builtin') or 'builtin'
+    # The command or tini switches to ``user`` in this process: alive_r stays open for the check
+    # after that switch (the builtin init stays as it is; the kernel kills its tree with it).
+    execs_here = init in ('none', 'tini')
+    if alive_r is not None:
+        _die_with_pipe(alive_r, keep=execs_here)
+    if not execs_here:
+        alive_r = None
+    setup.in_pid1()
     if init == 'none':
-        _process.apply_and_exec(process, report_fd=report_w)
+        _process.apply_and_exec(process, report_fd=report_w, parent_alive_fd=alive_r)
     elif init == 'tini':
         env = _process.build_env(process)
         if _process.which(process.argv[0], env) is None:
             raise _process.SetupError('exec', _process.exec_failure_text(
                 process.argv[0], OSError(errno.ENOENT, 'not found'), env))
         _process.apply_and_exec(process, argv=[tini_path, '-s', '--'] + list(process.argv),
-                                report_fd=report_w)
+                                report_fd=report_w, parent_alive_fd=alive_r)
     else:
         from ansible_collections.linuxns.isolation.plugins.module_utils import _init_exec
         if init_payload is not None:
