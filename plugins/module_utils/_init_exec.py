@@ -28,7 +28,8 @@ import signal
 import sys
 
 ENGINE = 'ansible_collections.linuxns.isolation.plugins.module_utils'
-# The engine files the exec'd init may import (_syscalls only outside a PID namespace).
+# The engine files the exec'd init may import (_syscalls: the init outside a PID namespace, and
+# _process in the service's fork before its exec).
 SHIPPED = ('_errors', '_syscalls', '_process', '_init', '_init_exec')
 PROCESS_FIELDS = ('argv', 'env', 'clear_env', 'chdir', 'user', 'group', 'umask', 'rlimits', 'no_new_privs')
 LIFECYCLE_FIELDS = ('restart', 'restart_delay', 'stop_signal')
