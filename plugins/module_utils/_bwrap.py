@@ -910,6 +910,8 @@ class _Exec(object):
         self.group = getattr(process, 'group', None)
         self.umask = getattr(process, 'umask', None)
         self.rlimits = getattr(process, 'rlimits', None) or ()
+        # bwrap sets PR_SET_NO_NEW_PRIVS for the sandbox itself; set here it would stop a setuid bwrap.
+        self.no_new_privs = False
 
 
 def spawn(argv, fd_map, env=None, setsid=False, process=None):

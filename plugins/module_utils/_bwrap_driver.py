@@ -85,14 +85,28 @@ def _linuxns_bwrap_main():
         restart_delay = config['restart_delay']
         stop_signal = config['stop_signal']
 
+    def clean_signals():
+        # The command starts as from a shell: no wakeup fd of init's, every disposition default
+        # (this interpreter ignores SIGPIPE and SIGXFSZ, and ignored signals survive exec), no mask.
+        signal.set_wakeup_fd(-1)
+        for signum in range(1, signal.NSIG):
+            if signum not in (signal.SIGKILL, signal.SIGSTOP):
+                try:
+                    signal.signal(signum, signal.SIG_DFL)
+                except (OSError, ValueError):
+                    pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
     def spawn():
         pid = os.fork()
         if pid == 0:
             try:
+                clean_signals()
                 os.execvp(argv[0], argv)
             except OSError as exc:
                 os.write(2, ("linuxns init: cannot run %s: %s\n" % (argv[0], exc.strerror)).encode())
-            os._exit(127)
+            finally:
+                os._exit(127)  # a fork of init never returns into its loop
         return pid
 
     run_init(spawn, Lifecycle, config['status_path'])

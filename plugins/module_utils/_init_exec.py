@@ -28,9 +28,10 @@ import signal
 import sys
 
 ENGINE = 'ansible_collections.linuxns.isolation.plugins.module_utils'
-# The engine files the exec'd init may import (_syscalls only outside a PID namespace).
+# The engine files the exec'd init may import (_syscalls: the init outside a PID namespace, and
+# _process in the service's fork before its exec).
 SHIPPED = ('_errors', '_syscalls', '_process', '_init', '_init_exec')
-PROCESS_FIELDS = ('argv', 'env', 'clear_env', 'chdir', 'user', 'group', 'umask', 'rlimits')
+PROCESS_FIELDS = ('argv', 'env', 'clear_env', 'chdir', 'user', 'group', 'umask', 'rlimits', 'no_new_privs')
 LIFECYCLE_FIELDS = ('restart', 'restart_delay', 'stop_signal')
 INIT_NAME = 'linuxns-init'
 # Exit status of an init whose launcher died before the handshake (128 + SIGKILL, as the service).
@@ -38,7 +39,7 @@ _ABANDONED = 137
 
 # Run by ``python -I -S -c`` in PID 1: sys.argv[1] is the payload's fd (closed once read, with its
 # file object), sys.argv[2] the launcher's report fd. Imports nothing beyond marshal: the payload
-# carries the rest. One line, as ps and ns_info show it.
+# carries the rest. ps shows ``linuxns-init NAME`` instead once the init runs (_set_title).
 _READ_PAYLOAD = ("import marshal,os,sys;p=marshal.load(os.fdopen(int(sys.argv[1]),'rb'));"
                  "exec(p['bootstrap'],{'__name__':'__linuxns_bootstrap__','payload':p})")
 
@@ -247,6 +248,44 @@ def _set_name(name):
         pass
 
 
+def init_title(status_path):
+    """The command line ps shows for the init: ``linuxns-init NAME`` (NAME from the store's
+    ``NAME.status``), or ``linuxns-init`` alone for a one-shot."""
+    if not status_path:
+        return INIT_NAME
+    name = os.path.basename(status_path)
+    if name.endswith('.status'):
+        name = name[:-len('.status')]
+    return '%s %s' % (INIT_NAME, name) if name else INIT_NAME
+
+
+def _set_title(title):
+    """Rewrite this process's argv area in place, as setproctitle(3) does, so that ``ps -o args``,
+    lsns and /proc/PID/cmdline read ``title`` instead of the interpreter's command line.
+
+    The area lies between fields 48 and 49 of /proc/self/stat (arg_start, arg_end) and is
+    written through /proc/self/mem, which spares PID 1 ctypes. Its length is fixed, so the title
+    is cut to fit, ends with a NUL, and the area's last byte is not a NUL: that tells the kernel
+    the area holds a title, and /proc/PID/cmdline then ends at the title's NUL instead of
+    showing the rest of the area. Cosmetic: any failure keeps the old command line."""
+    try:
+        with open('/proc/self/stat', 'rb') as handle:
+            data = handle.read()
+        fields = data[data.rfind(b')') + 2:].split()
+        start, end = int(fields[45]), int(fields[46])
+        size = end - start
+        if size < 3:
+            return
+        text = title.encode('utf-8', 'replace')[:size - 2]
+        fd = os.open('/proc/self/mem', os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.pwrite(fd, text + b'\0' * (size - 1 - len(text)) + b' ', start)
+        finally:
+            os.close(fd)
+    except (IOError, OSError, ValueError, IndexError):
+        pass
+
+
 def _close_fds(keep):
     low = 3
     for fd in sorted(keep):
@@ -331,6 +370,7 @@ def run_builtin(process, lifecycle, report_w, status_path, commit_fd=None):
     from ansible_collections.linuxns.isolation.plugins.module_utils._init import run_init
     _close_fds((report_w,) if commit_fd is None else (report_w, commit_fd))
     _set_name(INIT_NAME)
+    _set_title(init_title(status_path))
     state = {'report_w': report_w}
 
     def spawn():

@@ -323,13 +323,15 @@ def _die_with_parent(parent_pid):
         os._exit(1)
 
 
-def _die_with_pipe(alive_r):
+def _die_with_pipe(alive_r, keep=False):
     """In a process whose parent is invisible (getppid() is 0 in a new PID namespace): SIGKILL
-    when the parent dies, and leave at once if it already has (its end of alive_r is closed)."""
+    when the parent dies, and leave at once if it already has (its end of alive_r is closed).
+    ``keep``: alive_r stays open, for the check after a later change of credentials."""
     _syscalls.set_pdeathsig(signal.SIGKILL)
     if select.select([alive_r], [], [], 0)[0]:
         os._exit(1)
-    os.close(alive_r)
+    if not keep:
+        os.close(alive_r)
 
 
 def _wait_for_go(go_r):
@@ -368,6 +370,10 @@ def _launch_child(setup, process, lifecycle, detached, report_w, go_r, stdio, pa
     else:
         os.close(go_r)
     setup.after_maps()
+    if not detached:
+        # after_maps may have become root of a new user namespace: a change of credentials,
+        # which clears the parent-death signal.
+        _die_with_parent(parent_pid)
     alive_r, alive_w = _pipe()
     pid = os.fork()
     if pid == 0:
@@ -389,20 +395,25 @@ def _launch_child(setup, process, lifecycle, detached, report_w, go_r, stdio, pa
 def _pid1(setup, process, lifecycle, report_w, alive_r, status_path, tini_path, init_payload, commit_r=None):
     """G: PID 1 of the new PID namespace. A detached builtin init gets ``init_payload`` and runs in
     a fresh interpreter (``_init_exec``); a one-shot's stays in this fork, which dies with the run."""
-    if alive_r is not None:
-        _die_with_pipe(alive_r)
-    setup.in_pid1()
     init = _field(lifecycle, 'init', 'builtin') or 'builtin'
-    if init in ('none', 'tini'):
+    # The command or tini switches to ``user`` in this process: alive_r stays open for the check
+    # after that switch (the builtin init stays as it is; the kernel kills its tree with it).
+    execs_here = init in ('none', 'tini')
+    if alive_r is not None:
+        _die_with_pipe(alive_r, keep=execs_here)
+    if not execs_here:
+        alive_r = None
+    setup.in_pid1()
+    if execs_here:
         env = _process.build_env(process)
         if _process.which(process.argv[0], env) is None:
             raise _process.SetupError('exec', _process.exec_failure_text(
                 process.argv[0], OSError(errno.ENOENT, 'not found'), env))
         argv = [tini_path, '-s', '--'] + list(process.argv) if init == 'tini' else None
         if commit_r is None:
-            _process.apply_and_exec(process, argv=argv, report_fd=report_w)
+            _process.apply_and_exec(process, argv=argv, report_fd=report_w, parent_alive_fd=alive_r)
         else:
-            _exec_after_commit(process, argv, report_w, commit_r)
+            _exec_after_commit(process, argv, report_w, commit_r, alive_r)
     else:
         from ansible_collections.linuxns.isolation.plugins.module_utils import _init_exec
         if init_payload is not None:
@@ -411,7 +422,7 @@ def _pid1(setup, process, lifecycle, report_w, alive_r, status_path, tini_path, 
             _init_exec.run_builtin(process, lifecycle, report_w, status_path, commit_r)
 
 
-def _exec_after_commit(process, argv, report_w, commit_r):
+def _exec_after_commit(process, argv, report_w, commit_r, parent_alive_fd=None):
     """init tini/none of a detached start: everything up to the exec is done (a failure is
     reported to the launcher as usual), then the launcher returns (``report_w`` closes) and the
     exec waits for the commit byte. EOF instead means the caller died before it recorded the
@@ -433,7 +444,7 @@ def _exec_after_commit(process, argv, report_w, commit_r):
 
     try:
         _process.apply_and_exec(process, argv=argv, report_fd=report_w, keep_fds=(commit_r,),
-                                before_exec=wait_for_commit)
+                                parent_alive_fd=parent_alive_fd, before_exec=wait_for_commit)
     except _process.SetupError as exc:
         if not committed:
             raise

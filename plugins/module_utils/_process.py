@@ -20,9 +20,11 @@ import json
 import os
 import pwd
 import resource
+import select
 import signal
 import traceback
 
+from ansible_collections.linuxns.isolation.plugins.module_utils import _syscalls
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import KernelError, LinuxnsError
 
 EXEC_FAILED = 127
@@ -89,9 +91,10 @@ def child_main(report_fd, body):
 
 
 def reset_signals():
-    """Undo what the Python parent (or our init) did to signals: default
-    handlers (Python ignores SIGPIPE/SIGXFSZ, and ignored signals survive
-    exec), no wakeup fd, empty signal mask."""
+    """Undo what the Python parent (or our init) did to signals: every disposition back to
+    default (Python ignores SIGPIPE/SIGXFSZ, a caller may ignore more, and ignored signals survive
+    exec), no wakeup fd, empty signal mask. Every signal is reset, not only those Python knows
+    about: a handler installed outside Python reads as None."""
     try:
         signal.set_wakeup_fd(-1)
     except (ValueError, OSError):
@@ -100,10 +103,9 @@ def reset_signals():
         if signum in (signal.SIGKILL, signal.SIGSTOP):
             continue
         try:
-            if signal.getsignal(signum) not in (signal.SIG_DFL, None):
-                signal.signal(signum, signal.SIG_DFL)
+            signal.signal(signum, signal.SIG_DFL)
         except (OSError, ValueError, RuntimeError):
-            continue
+            continue  # 32 and 33 belong to glibc, which refuses to touch them
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
@@ -153,8 +155,24 @@ def _lookup_group(group):
         raise SetupError('group', "group %r: no such group in this namespace's /etc/group" % (group,))
 
 
+def drop_capabilities():
+    """Before a switch to a non-root user: an empty bounding set, so that no later exec (a
+    setuid-root program, file capabilities) gives a capability back, and no ambient capability.
+    Without CAP_SETPCAP (an unprivileged caller) the bounding set stays the caller's own."""
+    try:
+        _syscalls.drop_bounding_set()
+    except KernelError as exc:
+        if exc.errno != errno.EPERM:
+            raise SetupError('user', 'empty the capability bounding set: %s' % exc)
+    try:
+        _syscalls.clear_ambient_caps()
+    except KernelError as exc:
+        raise SetupError('user', 'clear the ambient capabilities: %s' % exc)
+
+
 def switch_identity(user, group, env, explicit=()):
-    """Group first (needs the privilege user drops), then supplementary groups, then user."""
+    """Group first (needs the privilege user drops), then supplementary groups, then user; the
+    capabilities a non-root user could regain are dropped before it."""
     if user is None and group is None:
         return
     gid = _lookup_group(group) if group is not None else None
@@ -179,6 +197,8 @@ def switch_identity(user, group, env, explicit=()):
                 raise SetupError('user', 'initgroups(%s): %s' % (name, exc.strerror))
             _setgroups_tolerant([gid])
     _call('group', os.setgid, gid)
+    if uid != 0:
+        drop_capabilities()
     _call('user', os.setuid, uid)
     if name is not None:
         # Like su/runuser: the identity variables follow the user unless set explicitly.
@@ -216,12 +236,53 @@ def exec_failure_text(argv0, exc, env):
     return "command '%s': %s" % (argv0, exc.strerror)
 
 
-def apply_and_exec(process, argv=None, report_fd=None, keep_fds=(), before_exec=None):
+def _parent_gone(ppid, alive_fd):
+    if os.getppid() != ppid:
+        return True
+    return alive_fd is not None and bool(select.select([alive_fd], [], [], 0)[0])
+
+
+def _rearm_pdeathsig(pdeathsig, ppid, alive_fd):
+    """The kernel clears the parent-death signal on a change of credentials: set it again, then
+    leave if the parent died in between (``alive_fd``: the read end of a pipe whose write end only
+    the parent holds, for a PID 1 whose parent is outside its PID namespace)."""
+    if not pdeathsig:
+        return
+    if _syscalls.get_pdeathsig() != pdeathsig:
+        _syscalls.set_pdeathsig(pdeathsig)
+    if _parent_gone(ppid, alive_fd):
+        os._exit(1)
+
+
+def _execvpe(argv, env):
+    """execvpe without os.execvpe, which may import a module after the switch to ``user``, when
+    the interpreter's own files (e.g. under /root) may no longer be readable."""
+    program = argv[0]
+    if '/' in program:
+        os.execve(program, argv, env)
+    first_error = last_error = None
+    for folder in env.get('PATH', os.defpath).split(os.pathsep):
+        try:
+            os.execve(os.path.join(folder or '.', program), argv, env)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR) and first_error is None:
+                first_error = exc
+            last_error = exc
+    raise first_error or last_error
+
+
+def apply_and_exec(process, argv=None, report_fd=None, keep_fds=(), parent_alive_fd=None, before_exec=None):
     """Set up env, limits, umask, identity, cwd, fds, then exec. Raises SetupError on failure
     (the caller is inside ``child_main``, which reports it). ``before_exec()`` runs last, right
-    before the exec (the start commit of a detached service waits there)."""
+    before the exec (the start commit of a detached service waits there).
+
+    ``process.no_new_privs`` true sets PR_SET_NO_NEW_PRIVS right before the exec (false or unset
+    leaves the flag as the caller has it). A parent-death signal survives the identity switch;
+    ``parent_alive_fd`` lets a PID 1 see that its parent died meanwhile."""
     argv = list(argv if argv is not None else process.argv)
     env = build_env(process)
+    pdeathsig = _syscalls.get_pdeathsig()
+    ppid = os.getppid()
     for name, soft, hard in getattr(process, 'rlimits', None) or ():
         if name not in RLIMITS:
             raise SetupError('rlimits', 'rlimits: unknown limit %r' % (name,))
@@ -234,18 +295,24 @@ def apply_and_exec(process, argv=None, report_fd=None, keep_fds=(), before_exec=
         os.umask(int(umask, 8) if isinstance(umask, str) else int(umask))
     explicit = set(key for key, _value in _env_items(getattr(process, 'env', None)))
     switch_identity(getattr(process, 'user', None), getattr(process, 'group', None), env, explicit)
+    _rearm_pdeathsig(pdeathsig, ppid, parent_alive_fd)
     chdir = getattr(process, 'chdir', None)
     if chdir:
         try:
             os.chdir(chdir)
         except OSError as exc:
             raise SetupError('chdir', 'chdir %s: %s' % (chdir, exc.strerror))
+    if getattr(process, 'no_new_privs', None):
+        try:
+            _syscalls.set_no_new_privs()
+        except KernelError as exc:
+            raise SetupError('no_new_privs', 'PR_SET_NO_NEW_PRIVS: %s' % exc)
     reset_signals()
     close_fds(keep=(report_fd,) + tuple(keep_fds))
     if before_exec is not None:
         before_exec()
     try:
-        os.execvpe(argv[0], argv, env)
+        _execvpe(argv, env)
     except OSError as exc:
         raise SetupError('exec', exec_failure_text(argv[0], exc, env))
 

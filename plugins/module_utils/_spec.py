@@ -130,10 +130,11 @@ class ProcessSpec(_Frozen):
     ``clear_env``, replacing) the inherited environment; ``chdir`` absolute path or None;
     ``user``/``group`` numeric uid/gid or None (resolved here, on the host, before any
     namespace exists); ``umask`` int or None; ``rlimits`` tuple of sorted
-    (name, soft, hard) with ``resource.RLIM_INFINITY`` for unlimited.
+    (name, soft, hard) with ``resource.RLIM_INFINITY`` for unlimited; ``no_new_privs`` True sets
+    PR_SET_NO_NEW_PRIVS before the exec (False or None leaves the caller's flag).
     """
 
-    __slots__ = ('argv', 'env', 'clear_env', 'chdir', 'user', 'group', 'umask', 'rlimits')
+    __slots__ = ('argv', 'env', 'clear_env', 'chdir', 'user', 'group', 'umask', 'rlimits', 'no_new_privs')
 
 
 class NamespaceSpec(_Frozen):
@@ -611,6 +612,7 @@ PID_NAMESPACE_OPTIONS = (
     Option('join', 'dict', default={}, normalise=_join),
     Option('init', default='builtin', choices=INITS, normalise=_choice('init', INITS)),
     Option('time_offsets', 'dict', default={}, normalise=_time_offsets),
+    Option('no_new_privs', 'bool', default=True, ansible_default=True, normalise=_bool('no_new_privs')),
 )
 
 OPTIONS = dict((o.name, o) for o in LIFECYCLE_OPTIONS + PID_NAMESPACE_OPTIONS)
@@ -736,6 +738,7 @@ def process_spec(params, host=None):
         umask=None if umask is None else int(umask, 8),
         rlimits=tuple((name, _rlimit_int(soft), _rlimit_int(hard))
                       for name, (soft, hard) in sorted(rlimits.items())),
+        no_new_privs=bool(_effective(params, 'no_new_privs')),
     )
 
 

@@ -53,8 +53,17 @@ MNT_FORCE = 1
 MNT_DETACH = 2
 
 PR_SET_PDEATHSIG = 1
+PR_GET_PDEATHSIG = 2
 PR_SET_NAME = 15
+PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+# Highest capability number the kernel might know when /proc/sys/kernel/cap_last_cap cannot be read;
+# PR_CAPBSET_DROP answers EINVAL above the kernel's own.
+_CAP_PROBE_LIMIT = 63
 
 # Generic syscall numbers, identical on every architecture since 5.x.
 _SYS_PIDFD_SEND_SIGNAL = 424
@@ -206,6 +215,55 @@ def prctl(option, arg2=0):
 def set_pdeathsig(sig):
     """Deliver ``sig`` to the caller when its parent thread exits."""
     prctl(PR_SET_PDEATHSIG, int(sig))
+
+
+def get_pdeathsig():
+    """The signal the caller gets when its parent exits (0: none)."""
+    value = ctypes.c_int(0)
+    _check(_lib().prctl(ctypes.c_int(PR_GET_PDEATHSIG), ctypes.byref(value), ctypes.c_ulong(0),
+                        ctypes.c_ulong(0), ctypes.c_ulong(0)), 'prctl(PR_GET_PDEATHSIG)')
+    return value.value
+
+
+def set_no_new_privs():
+    """PR_SET_NO_NEW_PRIVS: from now on no exec (setuid, setgid, file capabilities) grants privileges;
+    inherited by every child and kept across exec, it cannot be unset."""
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def no_new_privs():
+    return bool(_check(_lib().prctl(ctypes.c_int(PR_GET_NO_NEW_PRIVS), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                                    ctypes.c_ulong(0), ctypes.c_ulong(0)), 'prctl(PR_GET_NO_NEW_PRIVS)'))
+
+
+def _last_cap():
+    try:
+        with open('/proc/sys/kernel/cap_last_cap', 'rb') as handle:
+            return int(handle.read().strip())
+    except (IOError, OSError, ValueError):
+        return _CAP_PROBE_LIMIT
+
+
+def drop_bounding_set():
+    """Empty the capability bounding set (needs CAP_SETPCAP): no later exec, setuid-root or with file
+    capabilities, can give the process a capability again. Capabilities it holds now stay."""
+    for cap in range(_last_cap() + 1):
+        if _lib().prctl(ctypes.c_int(PR_CAPBSET_DROP), ctypes.c_ulong(cap), ctypes.c_ulong(0),
+                        ctypes.c_ulong(0), ctypes.c_ulong(0)) == -1:
+            err = ctypes.get_errno()
+            if err == errno.EINVAL:
+                return  # above the kernel's last capability (cap_last_cap unreadable)
+            raise KernelError(err, 'prctl(PR_CAPBSET_DROP, %d)' % cap,
+                              'emptying the bounding set needs CAP_SETPCAP; run the module as root')
+
+
+def clear_ambient_caps():
+    """Drop every ambient capability (kernels before 4.3 have none: EINVAL is fine)."""
+    if _lib().prctl(ctypes.c_int(PR_CAP_AMBIENT), ctypes.c_ulong(PR_CAP_AMBIENT_CLEAR_ALL), ctypes.c_ulong(0),
+                    ctypes.c_ulong(0), ctypes.c_ulong(0)) == -1:
+        err = ctypes.get_errno()
+        if err != errno.EINVAL:
+            raise KernelError(err, 'prctl(PR_CAP_AMBIENT_CLEAR_ALL)')
 
 
 def set_child_subreaper(enable=True):

@@ -233,6 +233,10 @@ options:
         sandbox's host group is its leased block's); use O(gid) for the group inside.
     type: str
 notes:
+  - "No way back up: bubblewrap always sets C(PR_SET_NO_NEW_PRIVS) for the sandbox (there is no option to turn it
+    off), so setuid and setgid programs and file capabilities inside grant nothing (C(sudo), C(su), C(newuidmap) do
+    not work inside). The command starts with default signal dispositions and an empty signal mask, also under the
+    collection's init (O(restart))."
   - "Which process the record points at: C(pid) is the host PID of the sandbox's PID 1 (bwrap's reaper inside the
     sandbox, the command with O(as_pid_1=true), or the collection's init with O(restart)), taken from C(--info-fd). Liveness is that PID, its start time and
     its PID namespace, so a recycled PID is never mistaken for the sandbox, and M(linuxns.isolation.ns_exec) with

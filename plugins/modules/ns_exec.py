@@ -299,6 +299,7 @@ def _process(params, argv, env=True):
         'group': params['group'],
         'umask': None,
         'rlimits': None,
+        'no_new_privs': False,  # like nsenter: the entered command has the caller's privileges
     })
 
 

@@ -165,6 +165,27 @@ options:
         --monotonic/--boottime)). Needs V(time) in O(namespaces) and Linux 5.6 or later."
     type: dict
     default: {}
+  no_new_privs:
+    description:
+      - Set C(PR_SET_NO_NEW_PRIVS) for the command (and with O(init=tini), for tini), as bubblewrap always does
+        for its sandboxes. No program the command executes can gain privileges through its setuid or setgid bit
+        or file capabilities, and the flag is inherited by every descendant and cannot be unset. This is a
+        security boundary together with O(user): without it a setuid-root program on the file system the command
+        sees gives a O(user) process euid 0 back.
+      - What V(true) breaks inside the service are setuid and setgid helpers and programs with file
+        capabilities, which then run without the extra privilege and usually fail. For example C(sudo), C(su),
+        C(passwd), C(newuidmap)/C(newgidmap) (so a rootless container engine or C(unshare --map-users) run by a
+        non-root user inside fails), and C(ping) where it relies on file capabilities. An AppArmor or SELinux
+        profile transition on exec is also refused.
+      - Set V(false) only for a service that needs such a helper. Its command then keeps the caller's flag
+        (normally off). A non-root O(user) still gets an empty capability bounding set, so a setuid-root program
+        gives it euid 0 but no capability.
+      - Whatever this option says, a command run as a non-root O(user) starts with an empty capability bounding
+        set and no ambient capabilities, and a one-shot's command still dies with the module after the switch to
+        O(user) (the kernel clears the parent-death signal on that switch; it is set again). The builtin init
+        (O(init=builtin)) runs as the module's user, without the flag; it executes nothing but the command.
+    type: bool
+    default: true
 notes:
   - "Which process the record points at: C(pid) is the host PID of the namespace's PID 1 (the init, or the
     command with O(init=none)); C(service_pid) is the host PID of the command. A record is live only when that PID

@@ -38,11 +38,12 @@ COLLECTIONS_ROOT = os.path.abspath(os.path.join(os.path.dirname(_spec.__file__),
 HANG_GUARD = 60
 
 
-def proc_spec(argv, env=(), clear_env=False, chdir=None, user=None, group=None, umask=None, rlimits=()):
+def proc_spec(argv, env=(), clear_env=False, chdir=None, user=None, group=None, umask=None, rlimits=(),
+              no_new_privs=True):
     if isinstance(env, dict):
         env = tuple(sorted(env.items()))
     return ProcessSpec(argv=tuple(argv), env=tuple(env), clear_env=clear_env, chdir=chdir, user=user,
-                       group=group, umask=umask, rlimits=tuple(rlimits))
+                       group=group, umask=umask, rlimits=tuple(rlimits), no_new_privs=no_new_privs)
 
 
 def ns_spec(create=('pid', 'mount'), join=(), mount_proc=None, propagation=None, hostname=None,

@@ -307,6 +307,25 @@ def test_idle_builtin_init_does_not_keep_the_callers_heap(tmp_path, started_pids
     assert len(fds) == 2 and len(set(fds.values())) == 1 and fds.popitem()[1].startswith('pipe:'), fds
 
 
+def test_builtin_init_reads_as_linuxns_init_and_its_name_in_ps_and_proc(tmp_path, started_pids):
+    state = tmp_path / 'state'
+    state.mkdir()
+    started = start_detached(proc_spec(['sleep', '300']), ns_spec(('pid', 'mount')), lifecycle('builtin'),
+                             str(state / 'web-1.log'), str(state / 'web-1.status'))
+    started_pids.append(started.pid)
+    wait_for_status(str(state / 'web-1.status'), lambda st: st['state'] == 'running')
+    with open('/proc/%d/cmdline' % started.pid, 'rb') as handle:
+        assert handle.read() == b'linuxns-init web-1\0'
+    with open('/proc/%d/comm' % started.pid) as handle:
+        assert handle.read() == 'linuxns-init\n'
+    outside = subprocess.run(['ps', '-o', 'args=', '-p', str(started.pid)], stdout=subprocess.PIPE, check=True)
+    assert outside.stdout.decode() == 'linuxns-init web-1\n'
+    # ...and from inside the namespace, as its PID 1.
+    inside = subprocess.run(['nsenter', '-t', str(started.pid), '-p', '-m', 'ps', '-o', 'pid=,args=', '-p', '1'],
+                            stdout=subprocess.PIPE, check=True)
+    assert inside.stdout.decode().split() == ['1', 'linuxns-init', 'web-1']
+
+
 @pytest.fixture
 def collection_copy():
     """A collections root holding a copy of the engine (removed by the test itself, or here)."""

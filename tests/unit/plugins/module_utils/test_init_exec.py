@@ -111,3 +111,12 @@ def test_bootstrap_failure_is_an_error_message_for_the_launcher(main):
     assert message['t'] == 'error' and message['kind'] == 'StartError'
     assert "the exec'd init failed before starting the service" in message['msg']
     assert message['msg'] in proc.stderr.decode()
+
+
+@pytest.mark.parametrize('status_path, title', [
+    ('/run/linuxns/web-1.status', 'linuxns-init web-1'),
+    ('/tmp/state/a.b_c.status', 'linuxns-init a.b_c'),
+    (None, 'linuxns-init'),
+])
+def test_init_title_names_the_service_of_its_status_file(status_path, title):
+    assert _init_exec.init_title(status_path) == title

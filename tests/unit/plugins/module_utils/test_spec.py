@@ -217,7 +217,7 @@ def test_process_spec_from_all_process_options():
     assert process == _spec.ProcessSpec(
         argv=('/bin/echo', '42'), env=(('A', 'x'), ('B', '2')), clear_env=True, chdir='/srv/app',
         user=65534, group=65534, umask=0o027,
-        rlimits=(('core', 0, resource.RLIM_INFINITY), ('nofile', 1024, 1024)))
+        rlimits=(('core', 0, resource.RLIM_INFINITY), ('nofile', 1024, 1024)), no_new_privs=True)
 
 
 def test_user_and_group_resolution():
@@ -328,6 +328,37 @@ def test_any_order_or_repetition_of_namespaces_hashes_like_its_set(types):
     assert hash_of(namespaces=types, command='true') == hash_of(namespaces=shuffled, command='true')
     normalised = sorted(set(types)) or ['pid']
     assert hash_of(namespaces=types, command='true') == hash_of(namespaces=normalised, command='true')
+
+
+# -- no_new_privs ----------------------------------------------------------------------------
+
+def test_no_new_privs_is_on_unless_set_false():
+    assert build(**SERVICE)[0].no_new_privs is True
+    assert build(no_new_privs=True, **SERVICE)[0].no_new_privs is True
+    assert build(no_new_privs=False, **SERVICE)[0].no_new_privs is False
+    assert build(no_new_privs='no', **SERVICE)[0].no_new_privs is False
+
+
+def test_no_new_privs_default_hashes_like_unset_so_no_service_restarts_for_it():
+    assert hash_of(no_new_privs=True, **SERVICE) == hash_of(**SERVICE)
+    assert 'no_new_privs' not in build(no_new_privs=True, **SERVICE)[3]
+
+
+def test_no_new_privs_false_is_part_of_the_spec():
+    assert build(no_new_privs=False, **SERVICE)[3]['no_new_privs'] is False
+    assert hash_of(no_new_privs=False, **SERVICE) != hash_of(**SERVICE)
+
+
+def test_no_new_privs_that_is_not_a_boolean_names_the_option():
+    with pytest.raises(SpecError) as caught:
+        build(no_new_privs='maybe', **SERVICE)
+    assert caught.value.option == 'no_new_privs'
+    assert 'maybe' in str(caught.value) and 'true or false' in str(caught.value)
+
+
+def test_no_new_privs_is_declared_with_its_default_for_ansible_doc():
+    assert _spec.pid_namespace_argument_spec()['no_new_privs'] == {'type': 'bool', 'default': True}
+    assert 'no_new_privs' not in _spec.lifecycle_argument_spec()
 
 
 # -- argument_spec and documentation agree with the declarations -------------------------------
