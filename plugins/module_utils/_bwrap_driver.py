@@ -21,8 +21,10 @@ runs inside the sandbox as its PID 1 (``--as-pid-1``, the interpreter that runs
 the module, seen through the sandbox's ``/usr``) and supervises the command
 there: restarts stay inside one sandbox, so the record keeps naming it, and a
 stop request reaches the init, which forwards it and stops restarting. The
-init's status file lives in the sandbox (a tmpfs at ``/run/linuxns-init``); the
-store's status path is a symlink to it through ``/proc/PID/root``.
+init writes its status through a descriptor (``INIT_STATUS_FD``) of a file the
+module created in the state directory (root's, 0600): the sandbox can scribble
+in that file, never redirect it, and the store reads it as untrusted input
+(bounded, validated).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -51,7 +53,8 @@ _KILL_GRACE = 10.0
 # Where the in-sandbox init and its status live (a tmpfs of its own, mounted last).
 INIT_DIR = '/run/linuxns-init'
 INIT_SCRIPT = INIT_DIR + '/init.py'
-INIT_STATUS = INIT_DIR + '/status'
+# The detached argv has no --json-status-fd, so its slot carries the init's status file.
+INIT_STATUS_FD = _bwrap.STATUS_FD
 # Seconds the in-sandbox init gets to fork the command before the start is declared hung.
 _SERVICE_GUARD = 30.0
 
@@ -83,7 +86,14 @@ def _linuxns_bwrap_main():
             os._exit(127)
         return pid
 
-    run_init(spawn, Lifecycle, config['status_path'])
+    status_fd = config['status_fd']
+    try:
+        os.fstat(status_fd)
+        os.set_inheritable(status_fd, False)  # the command must not get it
+    except OSError:
+        os.write(2, b"linuxns init: no status file descriptor; restarts will not be reported\n")
+        status_fd = None
+    run_init(spawn, Lifecycle, status_fd)
 
 
 if __name__ == '__main__':
@@ -230,7 +240,7 @@ def _with_init(params, spec, process, lifecycle):
         raise SpecError('as_pid_1', True, 'cannot be combined with restart: the collection\'s init is PID 1 '
                         'and restarts the command below it', 'remove as_pid_1 or use restart: no')
     config = {'restart': lifecycle.restart, 'restart_delay': lifecycle.restart_delay,
-              'stop_signal': lifecycle.stop_signal, 'status_path': INIT_STATUS}
+              'stop_signal': lifecycle.stop_signal, 'status_fd': INIT_STATUS_FD}
     argv = [_python_inside(spec, lifecycle.restart), '-I', INIT_SCRIPT,
             json.dumps(config, sort_keys=True)] + list(process.argv)
     mounts = list(params.get('mounts') or []) + [
@@ -275,8 +285,22 @@ class BwrapDriver(Driver):
         return canonical, self.launch
 
     def start(self, launch, log_path, status_path):
-        started = _bwrap.start_detached(launch.spec, launch.version, log_path, None,
-                                        bwrap_path=launch.bwrap_path, process=launch.process)
+        supervised = launch.lifecycle.restart != 'no'
+        status_fd = None
+        if supervised:
+            from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio
+            try:
+                status_fd = _safeio.open_status(status_path)
+            except (OSError, _safeio.UnsafePath) as exc:
+                raise StartError('cannot create the status file %s: %s; remove it, the collection '
+                                 'creates it itself' % (status_path, exc))
+        try:
+            started = _bwrap.start_detached(launch.spec, launch.version, log_path, None,
+                                            bwrap_path=launch.bwrap_path, process=launch.process,
+                                            pass_fds={INIT_STATUS_FD: status_fd} if supervised else None)
+        finally:
+            if status_fd is not None:
+                os.close(status_fd)
         ident = _inspect.identity(started.child_pid)
         if ident is None:
             _bwrap._reap_after_failure(started.bwrap_pid, None)
@@ -284,8 +308,7 @@ class BwrapDriver(Driver):
                                                   'the sandbox (host PID %d) ended right after it started'
                                                   % started.child_pid))
         service_pid = started.service_pid
-        if launch.lifecycle.restart != 'no':
-            os.symlink('/proc/%d/root%s' % (started.child_pid, INIT_STATUS), status_path)
+        if supervised:
             service_pid = self._first_service(started, log_path)
         return Started(pid=started.child_pid, service_pid=service_pid,
                        start_time=ident.start_time, pidns_inode=ident.pidns_inode,

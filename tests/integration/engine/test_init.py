@@ -59,7 +59,8 @@ def main():
             finally:
                 os._exit(127)
         return pid
-    run_init(spawn, Lifecycle(lifecycle), status_path, forward_to=lifecycle.get('forward_to'))
+    status_fd = os.open(status_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    run_init(spawn, Lifecycle(lifecycle), status_fd, forward_to=lifecycle.get('forward_to'))
 
 
 main()
