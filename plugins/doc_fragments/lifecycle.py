@@ -147,7 +147,7 @@ options:
         and M(linuxns.isolation.ns_info) fail with an error naming it, also when they only read it.
       - Records, locks and status files in it are opened without following symbolic links, must be regular
         files of that user, and are read up to a size limit. The status an init writes is untrusted (the init
-        may run with the sandbox's credentials): it is written through a descriptor the module opened, and a
+        may run with the sandbox's credentials), so it is written through a descriptor the module opened, and a
         status that is not valid reads as unknown (no restarts counted), with a warning from
         M(linuxns.isolation.ns_info).
       - Default V(/run/linuxns) as root, C($XDG_RUNTIME_DIR/linuxns) otherwise, C(/tmp/linuxns-UID) when
