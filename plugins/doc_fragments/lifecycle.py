@@ -126,6 +126,12 @@ options:
       - Absolute path of the file that receives the service's stdout and stderr (appended, created with
         mode 0600).
       - Default C(<state_dir>/<name>.log). Only for O(detach=true).
+      - The module never follows what another user could have planted there. The last component must be
+        missing or a regular file of the user running the task with a single hard link; a symbolic link,
+        FIFO, device or someone else's file there fails the task, naming the path. A symbolic link in the
+        directories above is followed only when it and the directory holding it belong to root or to that
+        user and no one else can write that directory (as C(fs.protected_symlinks) does, for every component).
+      - Removed with the service (O(state=absent)) only while it is still a regular file of that user.
     type: path
   timeout:
     description:
@@ -146,6 +152,14 @@ options:
     description:
       - Absolute path of the directory holding the service records (created with mode 0700 when a service
         is first started).
+      - It must be a directory (not a symbolic link) of the user running the task that its group and others
+        cannot write, reached without a symbolic link someone else could have planted; otherwise every task
+        and M(linuxns.isolation.ns_info) fail with an error naming it, also when they only read it.
+      - Records, locks and status files in it are opened without following symbolic links, must be regular
+        files of that user, and are read up to a size limit. The status an init writes is untrusted (the init
+        may run with the sandbox's credentials), so it is written through a descriptor the module opened, and a
+        status that is not valid reads as unknown (no restarts counted), with a warning from
+        M(linuxns.isolation.ns_info).
       - Default V(/run/linuxns) as root, C($XDG_RUNTIME_DIR/linuxns) otherwise, C(/tmp/linuxns-UID) when
         E(XDG_RUNTIME_DIR) is not set.
     type: path

@@ -33,6 +33,7 @@ from ansible_collections.linuxns.isolation.plugins.module_utils._errors import (
     StartError,
 )
 from ansible_collections.linuxns.isolation.plugins.module_utils._hostcheck import strict
+from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio
 
 # Oldest bubblewrap this engine drives: it needs ``--`` (0.3.0) and
 # ``--json-status-fd`` (0.3.x), and 0.4.0 is the oldest release still shipped by
@@ -1246,17 +1247,12 @@ def service_pid(child_pid, bwrap_exe, as_pid_1):
 
 
 def _tail(path, offset, limit=4000):
-    try:
-        with open(path, 'rb') as handle:
-            handle.seek(offset)
-            data = handle.read()
-    except (IOError, OSError):
-        return ''
-    return data[-limit:].decode('utf-8', 'replace')
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio
+    return (_safeio.tail(path, offset, limit) or b'').decode('utf-8', 'replace')
 
 
 def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_path=None,
-                   ready_timeout=30.0, process=None, commit=False, userns_fd=None):
+                   ready_timeout=30.0, process=None, commit=False, userns_fd=None, pass_fds=None):
     """Start the sandbox in the background; returns :class:`Started` once the command runs.
 
     bwrap gets a new session, stdin ``/dev/null``, stdout+stderr appended to
@@ -1269,6 +1265,8 @@ def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_pa
     (``service_pid`` None); ``Started.commit()`` lets it exec and returns the command's host
     PID (StartError if it did not run). A caller that dies before ``commit()`` leaves no
     sandbox running its command (``_bwrap_commit``).
+    ``pass_fds`` ({target: fd}) are handed to bwrap, which passes them on to the sandbox.
+    The log and the status file are never opened through a planted link or FIFO.
     """
     from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap_commit
     path = bwrap_path or find_bwrap(spec.bwrap_path)
@@ -1282,11 +1280,17 @@ def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_pa
     opened.extend(data.values())
     release_fd = guard = None
     try:
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            log_fd = _safeio.open_log(log_path)
+        except _safeio.UnsafePath as exc:
+            raise StartError('cannot use the log file: %s' % exc)
         opened.append(log_fd)
         offset = os.fstat(log_fd).st_size
         if status_path:
-            status_fd = os.open(status_path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                status_fd = _safeio.open_status(status_path)
+            except (OSError, _safeio.UnsafePath) as exc:
+                raise StartError('cannot create the status file %s: %s' % (status_path, exc))
             opened.append(status_fd)
         null_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         opened.append(null_fd)
@@ -1302,6 +1306,7 @@ def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_pa
         fd_map.update(data)
         if userns_fd is not None:
             fd_map[USERNS_FD] = userns_fd
+        fd_map.update(pass_fds or {})
         try:
             if commit:
                 guard = _bwrap_commit.Guard(lambda: spawn(argv, fd_map, env=env, setsid=True, process=process),

@@ -21,8 +21,10 @@ runs inside the sandbox as its PID 1 (``--as-pid-1``, the interpreter that runs
 the module, seen through the sandbox's ``/usr``) and supervises the command
 there: restarts stay inside one sandbox, so the record keeps naming it, and a
 stop request reaches the init, which forwards it and stops restarting. The
-init's status file lives in the sandbox (a tmpfs at ``/run/linuxns-init``); the
-store's status path is a symlink to it through ``/proc/PID/root``.
+init writes its status through a descriptor (``INIT_STATUS_FD``) of a file the
+module created in the state directory (root's, 0600): the sandbox can scribble
+in that file, never redirect it, and the store reads it as untrusted input
+(bounded, validated).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -63,7 +65,8 @@ _EXIT_WAIT = 2.0
 # Where the in-sandbox init and its status live (a tmpfs of its own, mounted last).
 INIT_DIR = '/run/linuxns-init'
 INIT_SCRIPT = INIT_DIR + '/init.py'
-INIT_STATUS = INIT_DIR + '/status'
+# The detached argv has no --json-status-fd, so its slot carries the init's status file.
+INIT_STATUS_FD = _bwrap.STATUS_FD
 # Seconds the in-sandbox init gets to fork the command before the start is declared hung.
 _SERVICE_GUARD = 30.0
 
@@ -109,7 +112,21 @@ def _linuxns_bwrap_main():
                 os._exit(127)  # a fork of init never returns into its loop
         return pid
 
-    run_init(spawn, Lifecycle, config['status_path'])
+    try:
+        # Non-dumpable: a command without CAP_SYS_PTRACE cannot open /proc/1/fd/* to scribble in the
+        # status (the store validates it anyway). The fork of the command gets it back at exec.
+        import ctypes
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
+    except (ImportError, OSError, AttributeError):
+        pass
+    status_fd = config['status_fd']
+    try:
+        os.fstat(status_fd)
+        os.set_inheritable(status_fd, False)  # the command must not get it
+    except OSError:
+        os.write(2, b"linuxns init: no status file descriptor; restarts will not be reported\n")
+        status_fd = None
+    run_init(spawn, Lifecycle, status_fd)
 
 
 if __name__ == '__main__':
@@ -258,7 +275,7 @@ def _with_init(params, spec, process, lifecycle, host=None):
         raise SpecError('as_pid_1', True, 'cannot be combined with restart: the collection\'s init is PID 1 '
                         'and restarts the command below it', 'remove as_pid_1 or use restart: no')
     config = {'restart': lifecycle.restart, 'restart_delay': lifecycle.restart_delay,
-              'stop_signal': lifecycle.stop_signal, 'status_path': INIT_STATUS}
+              'stop_signal': lifecycle.stop_signal, 'status_fd': INIT_STATUS_FD}
     argv = [_python_inside(spec, lifecycle.restart), '-I', INIT_SCRIPT,
             json.dumps(config, sort_keys=True)] + list(process.argv)
     mounts = list(params.get('mounts') or []) + [
@@ -431,14 +448,25 @@ class BwrapDriver(Driver):
 
     def start(self, launch, log_path, status_path):
         process, userns_fd = self._identity(launch)
+        supervised = launch.lifecycle.restart != 'no'
+        status_fd = None
         try:
+            if supervised:
+                from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio
+                try:
+                    status_fd = _safeio.open_status(status_path)
+                except (OSError, _safeio.UnsafePath) as exc:
+                    raise StartError('cannot create the status file %s: %s; remove it, the collection '
+                                     'creates it itself' % (status_path, exc))
             # The command (or the in-sandbox init) execs only on commit(), once the record is written.
             started = _bwrap.start_detached(launch.spec, launch.version, log_path, None,
                                             bwrap_path=launch.bwrap_path, process=process, commit=True,
-                                            userns_fd=userns_fd)
+                                            userns_fd=userns_fd,
+                                            pass_fds={INIT_STATUS_FD: status_fd} if supervised else None)
         finally:
-            if userns_fd is not None:
-                os.close(userns_fd)
+            for fd in (userns_fd, status_fd):
+                if fd is not None:
+                    os.close(fd)
         self._bwrap_pid = started.bwrap_pid
         ident = _inspect.identity(started.child_pid)
         if ident is None:
@@ -446,9 +474,6 @@ class BwrapDriver(Driver):
             raise StartError(_bwrap.bwrap_failure(_bwrap._tail(log_path, 0),
                                                   'the sandbox (host PID %d) ended right after it started'
                                                   % started.child_pid))
-        supervised = launch.lifecycle.restart != 'no'
-        if supervised:
-            os.symlink('/proc/%d/root%s' % (started.child_pid, INIT_STATUS), status_path)
 
         def commit():
             service_pid = started.commit()

@@ -128,10 +128,12 @@ def service_facts(store, names=None):
             continue
         alive = store.is_live(record)
         try:
-            status = store.status(name)
+            status, problem = store.read_status(name)
         except StoreError as exc:
-            warnings.append("service '%s': %s" % (name, exc))
-            status = None
+            status, problem = None, str(exc)
+        if problem:
+            # Written by an init with the sandbox's credentials: a bad one is unknown, and said so.
+            warnings.append("service '%s': %s; its restarts and service PID are unknown" % (name, problem))
         services.append(service_fact(name, record, alive, status,
                                      host_service_pid(record, alive, status), own))
     return services, warnings

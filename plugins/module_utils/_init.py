@@ -65,28 +65,32 @@ def _json(value):
     return '"' + ''.join(out) + '"'
 
 
-def write_status(status_path, status):
-    """Replace ``status_path`` atomically (temp file + rename) with ``status`` as JSON."""
-    if not status_path:
-        return
-    directory, base = os.path.split(status_path)
-    tmp = os.path.join(directory, '.%s.tmp-%d' % (base, os.getpid()))
+# Every status is written as one record of this size at offset 0 (padded with spaces), so a
+# rewrite never leaves the tail of a longer previous status behind.
+STATUS_RECORD_SIZE = 512
+
+
+def write_status(status_fd, status):
+    """Rewrite the status file behind ``status_fd`` in place with ``status`` as JSON.
+
+    The file was created by the launching process (root-owned, in its state directory); this
+    init only holds the descriptor, so it can write there even when its uid is mapped to an
+    unprivileged host range, and it never resolves a path a sandbox could redirect. Returns
+    None, or the OSError when the write failed.
+    """
+    if status_fd is None:
+        return None
+    data = (_json(status) + '\n').encode('utf-8')
+    if len(data) < STATUS_RECORD_SIZE:
+        data = data[:-1] + b' ' * (STATUS_RECORD_SIZE - len(data)) + b'\n'
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            data = (_json(status) + '\n').encode('utf-8')
-            while data:
-                data = data[os.write(fd, data):]
-        finally:
-            os.close(fd)
-        os.rename(tmp, status_path)
-    except OSError:
-        # The status file is informative; supervision must go on without it
-        # (state dir removed or full). Readers treat a missing file as unknown.
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        written = os.pwrite(status_fd, data, 0)
+        if written != len(data):
+            raise OSError(28, 'short write (%d of %d bytes)' % (written, len(data)))
+        os.ftruncate(status_fd, len(data))
+    except OSError as exc:
+        return exc
+    return None
 
 
 def _syscalls():
@@ -163,12 +167,13 @@ def _kill_descendants():
 
 class _Init(object):
 
-    def __init__(self, spawn, lifecycle, status_path, forward_to):
+    def __init__(self, spawn, lifecycle, status_fd, forward_to):
         self.spawn = spawn
         self.restart = getattr(lifecycle, 'restart', 'no') or 'no'
         self.restart_delay = float(getattr(lifecycle, 'restart_delay', 0) or 0)
         self.stop_signal = int(getattr(lifecycle, 'stop_signal', signal.SIGTERM) or signal.SIGTERM)
-        self.status_path = status_path
+        self.status_fd = status_fd
+        self.status_error = None
         self.forward_to = forward_to or 'service'
         self.service_pid = None
         self.restarts = 0
@@ -180,13 +185,20 @@ class _Init(object):
 
     # -- status -------------------------------------------------------------
     def publish(self):
-        write_status(self.status_path, {
+        error = write_status(self.status_fd, {
             'service_pid': self.service_pid,
             'restarts': self.restarts,
             'last_exit': self.last_exit,
             'state': self.state,
             'init_pid': os.getpid(),
         })
+        # Supervision goes on without a status, but not silently: once per kind of failure,
+        # the service log says why restarts and the service PID will look stale.
+        reason = None if error is None else (error.strerror or str(error))
+        if reason is not None and reason != self.status_error:
+            _say('cannot write the status file (fd %d): %s; restarts and the service PID are '
+                 'unknown to ns_info and the modules until it can' % (self.status_fd, reason))
+        self.status_error = reason
 
     def exit_status(self):
         if self.last_exit is None:
@@ -351,21 +363,22 @@ def _say(text):
         pass
 
 
-def run_init(spawn, lifecycle, status_path, forward_to=None):
+def run_init(spawn, lifecycle, status_fd, forward_to=None):
     """Supervise the service started by ``spawn()`` as PID 1 (or a subreaper); never returns.
 
     ``spawn()`` forks and execs the service and returns its PID; it runs again
     for each restart. Its child must exec promptly: the signal handlers of init
     stay installed in it until exec. ``lifecycle`` needs ``restart``,
-    ``restart_delay`` and ``stop_signal``. ``status_path`` receives the JSON
-    status on every change (None: no status file). ``forward_to`` is
+    ``restart_delay`` and ``stop_signal``. ``status_fd`` (a descriptor of a
+    regular file the launcher opened; None: no status) receives the JSON status
+    on every change. ``forward_to`` is
     ``'service'`` (default: the service's PID) or ``'group'`` (the service's
     process group when the service leads one, like ``tini -g``).
 
     Exits with the service's exit code, or 128+signal when it was killed.
     """
     try:
-        _Init(spawn, lifecycle, status_path, forward_to).run()
+        _Init(spawn, lifecycle, status_fd, forward_to).run()
     except BaseException:  # PID 1 must never unwind into the caller's code
         try:
             _say('internal error')

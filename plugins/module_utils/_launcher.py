@@ -355,14 +355,14 @@ def _wait_status(pid):
 
 
 def _launch_child(setup, process, lifecycle, detached, report_w, go_r, stdio, parent_pid,
-                  status_path, tini_path, init_payload=None, commit_r=None):
+                  status_fd, tini_path, init_payload=None, commit_r=None):
     """C: enter the namespaces, fork PID 1, then report its status (one-shot) or leave (detached)."""
     if detached:
         os.setsid()
     else:
         _die_with_parent(parent_pid)
     _stdio(stdio)
-    _process.close_fds(keep=(report_w, go_r) if commit_r is None else (report_w, go_r, commit_r))
+    _process.close_fds(keep=tuple(fd for fd in (report_w, go_r, commit_r, status_fd) if fd is not None))
     setup.join_and_unshare()
     if setup.creates_user:
         _process.report(report_w, {'t': 'unshared'})
@@ -379,11 +379,12 @@ def _launch_child(setup, process, lifecycle, detached, report_w, go_r, stdio, pa
     if pid == 0:
         os.close(alive_w)
         _process.child_main(report_w, lambda: _pid1(
-            setup, process, lifecycle, report_w, None if detached else alive_r, status_path, tini_path,
+            setup, process, lifecycle, report_w, None if detached else alive_r, status_fd, tini_path,
             init_payload, commit_r))
     os.close(alive_r)
-    if commit_r is not None:
-        os.close(commit_r)
+    for fd in (commit_r, status_fd):
+        if fd is not None:
+            os.close(fd)
     _process.report(report_w, {'t': 'pid1', 'pid': pid})
     if detached:
         return
@@ -392,7 +393,7 @@ def _launch_child(setup, process, lifecycle, detached, report_w, go_r, stdio, pa
     _process.report(report_w, {'t': 'status', 'wait': status})
 
 
-def _pid1(setup, process, lifecycle, report_w, alive_r, status_path, tini_path, init_payload, commit_r=None):
+def _pid1(setup, process, lifecycle, report_w, alive_r, status_fd, tini_path, init_payload, commit_r=None):
     """G: PID 1 of the new PID namespace. A detached builtin init gets ``init_payload`` and runs in
     a fresh interpreter (``_init_exec``); a one-shot's stays in this fork, which dies with the run."""
     init = _field(lifecycle, 'init', 'builtin') or 'builtin'
@@ -417,9 +418,9 @@ def _pid1(setup, process, lifecycle, report_w, alive_r, status_path, tini_path, 
     else:
         from ansible_collections.linuxns.isolation.plugins.module_utils import _init_exec
         if init_payload is not None:
-            _init_exec.start(process, lifecycle, report_w, status_path, init_payload, commit_r)
+            _init_exec.start(process, lifecycle, report_w, status_fd, init_payload, commit_r)
         else:
-            _init_exec.run_builtin(process, lifecycle, report_w, status_path, commit_r)
+            _init_exec.run_builtin(process, lifecycle, report_w, status_fd, commit_r)
 
 
 def _exec_after_commit(process, argv, report_w, commit_r, parent_alive_fd=None):
@@ -522,13 +523,8 @@ def run_oneshot(process, namespaces, lifecycle, timeout=None, stdin=None):
 
 
 def _log_tail(log_path, size=2000):
-    try:
-        with open(log_path, 'rb') as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - size))
-            return handle.read().decode('utf-8', 'replace')
-    except OSError:
-        return ''
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio
+    return (_safeio.tail(log_path, 0, size) or b'').decode('utf-8', 'replace')
 
 
 def _find_service(pid1, nspid, tini):
@@ -550,13 +546,13 @@ def _find_service(pid1, nspid, tini):
     return None
 
 
-def _builtin_init_payload(process, lifecycle, status_path, commit_fd=None):
+def _builtin_init_payload(process, lifecycle, status_fd, commit_fd=None):
     """What PID 1 needs to run the builtin init in a fresh interpreter, read here while the
     caller's files (an AnsiballZ zip) still exist; else the text of why not (it then runs in the
     fork and says so in the log)."""
     try:
         from ansible_collections.linuxns.isolation.plugins.module_utils import _init_exec
-        return _init_exec.build_payload(process, lifecycle, status_path, commit_fd)
+        return _init_exec.build_payload(process, lifecycle, status_fd, commit_fd)
     except Exception as exc:  # any failure only costs memory: the init falls back to the fork
         return '%s: %s' % (type(exc).__name__, exc)
 
@@ -571,6 +567,25 @@ def _commit_once(commit_w, find_service=None):
             os.close(commit_w)
         return find_service() if find_service is not None else None
     return commit
+
+
+def _open_service_files(log_path, status_path):
+    """The service log (appended to, created 0600; never through a planted link, FIFO or foreign
+    file) and the builtin init's status file (root's, rewritten by the init through this
+    descriptor; None without a ``status_path``)."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio
+    try:
+        log_fd = _safeio.open_log(log_path)
+    except _safeio.UnsafePath as exc:
+        raise StartError('cannot use the log file: %s' % exc)
+    if status_path is None:
+        return log_fd, None
+    try:
+        return log_fd, _safeio.open_status(status_path)
+    except (OSError, LinuxnsError) as exc:
+        os.close(log_fd)
+        raise StartError('cannot create the status file %s: %s; remove it, the collection creates it '
+                         'itself' % (status_path, getattr(exc, 'problem', None) or getattr(exc, 'strerror', exc)))
 
 
 def start_detached(process, namespaces, lifecycle, log_path, status_path, commit=False):
@@ -588,23 +603,19 @@ def start_detached(process, namespaces, lifecycle, log_path, status_path, commit
     setup = _setup_for(namespaces)
     tini_path = _tini_path(lifecycle)
     builtin = (_field(lifecycle, 'init', 'builtin') or 'builtin') == 'builtin'
-    try:
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise KernelError(exc.errno, 'open log file %s' % log_path,
-                          'its directory must exist and be writable by the user running the service')
+    log_fd, status_fd = _open_service_files(log_path, status_path if builtin else None)
     commit_r, commit_w = _pipe() if commit else (None, None)
-    init_payload = _builtin_init_payload(process, lifecycle, status_path, commit_r) if builtin else None
+    init_payload = _builtin_init_payload(process, lifecycle, status_fd, commit_r) if builtin else None
     null_fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     report_r, report_w = _pipe()
     go_r, go_w = _pipe()
     parent_pid = os.getpid()
-    pid = _fork((report_r, report_w, go_r, go_w, log_fd, null_fd, commit_r, commit_w))
+    pid = _fork((report_r, report_w, go_r, go_w, log_fd, null_fd, commit_r, commit_w, status_fd))
     if pid == 0:
         _process.child_main(report_w, lambda: _launch_child(
             setup, process, lifecycle, True, report_w, go_r, (null_fd, log_fd, log_fd), parent_pid,
-            status_path, tini_path, init_payload, commit_r))
-    for fd in (report_w, go_r, log_fd, null_fd, commit_r):
+            status_fd, tini_path, init_payload, commit_r))
+    for fd in (report_w, go_r, log_fd, null_fd, commit_r, status_fd):
         if fd is not None:
             os.close(fd)
     session = _Session(pid, setup=setup, go_w=go_w)

@@ -34,6 +34,8 @@ from ansible_collections.linuxns.isolation.plugins.module_utils._hostcheck impor
 START_GRACE = 0.3
 _START_POLL = 0.05
 LOG_TAIL_LINES = 20
+# /proc/PID/stat is a few hundred bytes; a longer one was not written by the kernel.
+_PROC_STAT_LIMIT = 4096
 
 # ``holder``: who leases a host id block for the launch (``_idrange``), None when it needs none.
 PidLaunch = collections.namedtuple('PidLaunch', 'process namespaces lifecycle holder')
@@ -172,13 +174,16 @@ def verify_isolated(started, what, new_pidns=True, proc_mounted=True):
     if not proc_mounted:
         return
     # /proc/PID/root resolves inside the service's mount namespace: the /proc mounted there must be
-    # the new PID namespace's, whose PID 1 is our process.
-    inner_proc = '/proc/%d/root/proc' % started.pid
+    # the new PID namespace's, whose PID 1 is our process. That tree is the sandbox's: it is read
+    # without following any link in it, bounded, and never blocking (a FIFO is refused).
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio
+    inner_root = '/proc/%d/root' % started.pid
     try:
-        inner_start = _inspect.start_time(1, proc=inner_proc)
-    except (OSError, ValueError, IndexError) as exc:
-        raise StartError('cannot check the /proc of %s (%s/1/stat: %s)'
-                         % (what, inner_proc, getattr(exc, 'strerror', None) or exc))
+        data = _safeio.read_beneath(inner_root, 'proc/1/stat', _PROC_STAT_LIMIT)
+        inner_start = int(data[data.rindex(b')') + 2:].split()[19])
+    except (OSError, LinuxnsError, ValueError, IndexError) as exc:
+        raise StartError('cannot check the /proc of %s (%s/proc/1/stat: %s)'
+                         % (what, inner_root, getattr(exc, 'strerror', None) or exc))
     if inner_start != ident.start_time:
         raise StartError('the /proc of %s (host PID %d) does not show its own process tree: its PID 1 '
                          'is another process' % (what, started.pid))
@@ -397,11 +402,9 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
     status_path = store.status_path(name)
     # A stale status file ('exited' from the last run) would read as an immediate death.
     _unlink(status_path)
-    try:
-        log_offset = os.stat(log_path).st_size
-        log_existed = True
-    except OSError:
-        log_offset, log_existed = 0, False
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio
+    log_existed = os.path.lexists(log_path)
+    log_offset = _safeio.size_of(log_path)
     # The default log goes with the record; a log_path the user named and that held
     # earlier output stays theirs.
     keep_log = log_existed and log_path != store.log_path(name)
@@ -428,8 +431,8 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
             raise
         first_moment.watch()
     except BaseException:
-        _discard(driver, store, record, (store.record_path(name), status_path)
-                 + (() if keep_log else (log_path,)))
+        _discard(driver, store, record, (store.record_path(name), status_path),
+                 () if keep_log else (log_path,))
         try:
             driver.release_ids(store, name)
         except (LinuxnsError, OSError):
@@ -450,8 +453,9 @@ def _committed(store, record, service_pid):
     return record
 
 
-def _discard(driver, store, record, paths):
-    """Leave nothing of a failed start behind: its process (if any) and its files."""
+def _discard(driver, store, record, paths, own_files=()):
+    """Leave nothing of a failed start behind: its process (if any) and its files (``own_files``
+    outside the state directory only while they are regular files of ours)."""
     try:
         if record is not None:
             driver.stop(store, record, signal.SIGKILL, 0)
@@ -463,6 +467,9 @@ def _discard(driver, store, record, paths):
                 _unlink(path)
             except OSError:
                 pass
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio
+        for path in own_files:
+            _safeio.unlink_own(path)
 
 
 class _FirstMoment(object):
@@ -511,14 +518,11 @@ def _signal_name(number):
 
 
 def log_tail(log_path, offset=0, lines=LOG_TAIL_LINES):
-    """The last ``lines`` lines written to ``log_path`` after byte ``offset``."""
-    try:
-        with open(log_path, 'rb') as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(offset, size - 64 * 1024))
-            data = handle.read()
-    except OSError:
+    """The last ``lines`` lines written to ``log_path`` after byte ``offset`` (the last 64 KiB at
+    most; a link, FIFO or anything but a regular file there reads as no log)."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio
+    data = _safeio.tail(log_path, offset, 64 * 1024)
+    if data is None:
         return '(no log)'
     text = data.decode('utf-8', 'replace').rstrip('\n')
     return '\n'.join(text.split('\n')[-lines:]) if text else '(the log is empty)'

@@ -612,7 +612,7 @@ PID_NAMESPACE_OPTIONS = (
     Option('join', 'dict', default={}, normalise=_join),
     Option('init', default='builtin', choices=INITS, normalise=_choice('init', INITS)),
     Option('time_offsets', 'dict', default={}, normalise=_time_offsets),
-    Option('no_new_privs', 'bool', default=True, ansible_default=True, normalise=_bool('no_new_privs')),
+    Option('no_new_privs', 'bool', default=True, normalise=_bool('no_new_privs')),
 )
 
 OPTIONS = dict((o.name, o) for o in LIFECYCLE_OPTIONS + PID_NAMESPACE_OPTIONS)

@@ -21,9 +21,12 @@ import json
 import os
 import select
 import signal as _signal
+import stat
 import time
 
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import StoreError
+
+from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio
 
 from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
 from ansible_collections.linuxns.isolation.plugins.module_utils._syscalls import (
@@ -45,6 +48,14 @@ _STATE_DIR_FIX = "set the option 'state_dir' to a writable directory on a read-w
 # (a process stuck in uninterruptible sleep).
 _KILL_GRACE = 10.0
 _LOCK_POLL = 0.05
+# Reads are bounded: a record holds a spec (file mounts' content included), a status a few fields.
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+MAX_STATUS_BYTES = 64 * 1024
+STATUS_STATES = ('running', 'restarting', 'stopping', 'exited')
+# Bounds of the values an init may report (pid_max is at most 2**22; signals end at SIGRTMAX).
+_MAX_PID = 1 << 22
+_MAX_RESTARTS = (1 << 31) - 1
+_MAX_SIGNAL = 127
 
 
 class Record(object):
@@ -142,21 +153,84 @@ class Store(object):
             raise StoreError('state directory %s: %s is not writable by uid %d; %s'
                              % (self.path, probe, os.geteuid(), _STATE_DIR_FIX))
 
-    def ensure_dir(self):
-        """Create the directory (mode 0700) if needed; refuse one someone else owns."""
+    def _refuse(self, problem):
+        raise StoreError('state directory %s %s; %s' % (self.path, problem, _STATE_DIR_FIX))
+
+    def _open_dir(self, create=False):
+        """A read-only descriptor of the state directory, reached without following a link anyone
+        but root or us could plant, itself no link, ours and writable by no one else; None when it
+        does not exist (and ``create`` is false)."""
+        for _attempt in range(3):
+            try:
+                parent_fd, name = _safeio.open_parent(self.path)
+            except _safeio.UnsafePath as exc:
+                self._refuse('cannot be used: %s' % exc)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    self._refuse('cannot be reached: %s' % exc.strerror)
+                if not create:
+                    return None
+                try:
+                    os.makedirs(os.path.dirname(self.path), 0o755)
+                except OSError as mk_exc:
+                    if mk_exc.errno != errno.EEXIST:
+                        self._refuse('cannot be created: %s' % mk_exc.strerror)
+                continue
+            try:
+                return self._open_entry(parent_fd, name, create)
+            finally:
+                os.close(parent_fd)
+        self._refuse('keeps changing while it is opened')
+
+    def _open_entry(self, parent_fd, name, create):
+        if name is None:
+            self._refuse('is /')
+        if create:
+            try:
+                os.mkdir(name, 0o700, dir_fd=parent_fd)
+            except OSError as exc:
+                if exc.errno != errno.EEXIST:
+                    self._refuse('cannot be created: %s' % exc.strerror)
         try:
-            os.makedirs(self.path, 0o700)
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
         except OSError as exc:
-            if exc.errno != errno.EEXIST:
-                raise StoreError('state directory %s: cannot create it: %s; %s'
-                                 % (self.path, exc.strerror, _STATE_DIR_FIX))
-        st = os.lstat(self.path)
-        if not os.path.isdir(self.path) or (st.st_mode & 0o170000) != 0o040000:
-            raise StoreError('state directory %s exists and is not a directory; %s'
-                             % (self.path, _STATE_DIR_FIX))
-        if st.st_uid != os.geteuid():
-            raise StoreError('state directory %s belongs to uid %d, not to uid %d; %s'
-                             % (self.path, st.st_uid, os.geteuid(), _STATE_DIR_FIX))
+            if exc.errno == errno.ENOENT and not create:
+                return None
+            try:
+                info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+            except OSError:
+                info = None
+            if info is not None and not stat.S_ISDIR(info.st_mode):
+                self._refuse('is %s, not a directory (a link is never followed here)'
+                             % _safeio.kind_of(info.st_mode))
+            self._refuse('cannot be opened: %s' % exc.strerror)
+        try:
+            info = os.fstat(fd)
+            if info.st_uid != os.geteuid():
+                self._refuse('belongs to uid %d, not to uid %d (anyone who owns it can plant links in '
+                             'it)' % (info.st_uid, os.geteuid()))
+            if info.st_mode & 0o022:
+                self._refuse('is writable by its group or by others (mode %04o); chmod 0700 it'
+                             % (info.st_mode & 0o7777))
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    @contextlib.contextmanager
+    def _dir(self, create=False):
+        fd = self._open_dir(create)
+        try:
+            yield fd
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def ensure_dir(self):
+        """Create the directory (mode 0700) if needed; refuse a link, or one someone else owns or
+        can write."""
+        with self._dir(create=True):
+            pass
         self._check_dir()
         return self.path
 
@@ -191,33 +265,37 @@ class Store(object):
         """
         path = self.lock_path(name)
         self.ensure_dir()
-        fd = self._acquire(name, path, timeout)
-        try:
-            yield path
-        finally:
+        with self._dir() as dir_fd:
+            fd = self._acquire(dir_fd, name, path, timeout)
             try:
-                if not os.path.lexists(self.record_path(name)):
-                    # Unlinked while held: a waiter that opened this inode sees
-                    # it is stale after we unlock and retries on a new file.
-                    try:
-                        os.unlink(path)
-                    except OSError:
-                        pass
+                yield path
             finally:
-                os.close(fd)
+                try:
+                    if not _lexists_at(dir_fd, name + '.json'):
+                        # Unlinked while held: a waiter that opened this inode sees
+                        # it is stale after we unlock and retries on a new file.
+                        try:
+                            os.unlink(name + '.lock', dir_fd=dir_fd)
+                        except OSError:
+                            pass
+                finally:
+                    os.close(fd)
 
-    def _acquire(self, name, path, timeout):
+    def _acquire(self, dir_fd, name, path, timeout):
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+                fd, _created = _safeio.open_regular_at(dir_fd, name + '.lock', os.O_RDWR, path,
+                                                       create_mode=0o600, owner=os.geteuid())
+            except _safeio.UnsafePath as exc:
+                raise StoreError('cannot use lock file %s; remove it (rm %s)' % (exc, path))
             except OSError as exc:
                 raise StoreError('cannot open lock file %s: %s; %s'
                                  % (path, exc.strerror, _STATE_DIR_FIX))
             try:
                 self._flock(fd, name, path, deadline, timeout)
                 try:
-                    current = os.stat(path)
+                    current = os.stat(name + '.lock', dir_fd=dir_fd, follow_symlinks=False)
                 except OSError:
                     current = None
                 opened = os.fstat(fd)
@@ -253,15 +331,20 @@ class Store(object):
     def read(self, name):
         """The Record of ``name``, None if there is none; StoreError if it is damaged."""
         path = self.record_path(name)
-        try:
-            with open(path, 'rb') as handle:
-                raw = handle.read()
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                return None
-            raise StoreError('cannot read record %s: %s' % (path, exc.strerror))
         fix = ("; remove the file (rm %s) or run the task with state=absent to forget service '%s'"
                % (path, name))
+        with self._dir() as dir_fd:
+            if dir_fd is None:
+                return None
+            try:
+                raw = _safeio.read_regular(path, MAX_RECORD_BYTES, owner=os.geteuid(), dir_fd=dir_fd,
+                                           name=name + '.json')
+            except _safeio.UnsafePath as exc:
+                raise StoreError('cannot read record %s%s' % (exc, fix))
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:
+                    return None
+                raise StoreError('cannot read record %s: %s' % (path, exc.strerror))
         if not raw.strip():
             raise StoreError('record %s is empty%s' % (path, fix))
         try:
@@ -286,84 +369,110 @@ class Store(object):
     def write(self, record):
         """Replace the record atomically: temp file, fsync, rename, fsync of the directory."""
         path = self.record_path(record.name)
-        self.ensure_dir()
         data = json.dumps(record.to_dict(), sort_keys=True, indent=1).encode('utf-8') + b'\n'
-        tmp = os.path.join(self.path, '.%s.json.tmp-%d' % (record.name, os.getpid()))
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        tmp = '.%s.json.tmp-%d' % (record.name, os.getpid())
+        with self._dir(create=True) as dir_fd:
             try:
-                os.fchmod(fd, 0o600)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp, path)
-            self._fsync_dir()
-        except OSError as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise StoreError('cannot write record %s: %s; %s' % (path, exc.strerror, _STATE_DIR_FIX))
-
-    def _fsync_dir(self):
-        dfd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+                _unlink_at(dir_fd, tmp)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+                             0o600, dir_fd=dir_fd)
+                try:
+                    os.fchmod(fd, 0o600)
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.rename(tmp, record.name + '.json', src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                os.fsync(dir_fd)
+            except OSError as exc:
+                _unlink_at(dir_fd, tmp)
+                raise StoreError('cannot write record %s: %s; %s' % (path, exc.strerror, _STATE_DIR_FIX))
 
     def remove(self, name):
-        """Forget ``name``: record, status, log (default and the record's own log_path)."""
-        paths = [self.status_path(name), self.log_path(name)]
-        paths.extend(self._stale_temps(name))
+        """Forget ``name``: record, status, log (default and the record's own log_path).
+
+        A ``log_path`` outside the state directory is removed only while it is a regular file of
+        ours: whatever was planted there since is left alone."""
+        self.record_path(name)  # validates the name
         try:
             record = self.read(name)
         except StoreError:
             record = None
-        if record is not None and record.log_path:
-            paths.append(record.log_path)
-        # The record goes last: while it exists, the rest is still findable.
-        paths.append(self.record_path(name))
-        for path in paths:
-            try:
-                os.unlink(path)
-            except OSError as exc:
-                if exc.errno != errno.ENOENT:
-                    raise StoreError('cannot remove %s: %s' % (path, exc.strerror))
-        if os.path.isdir(self.path):
-            self._fsync_dir()
+        with self._dir() as dir_fd:
+            if dir_fd is None:
+                return
+            if record is not None and record.log_path and record.log_path != self.log_path(name):
+                _safeio.unlink_own(record.log_path)
+            entries = [name + '.status', name + '.log'] + self._stale_temps(dir_fd, name)
+            # The record goes last: while it exists, the rest is still findable.
+            entries.append(name + '.json')
+            for entry in entries:
+                try:
+                    os.unlink(entry, dir_fd=dir_fd)
+                except OSError as exc:
+                    if exc.errno != errno.ENOENT:
+                        raise StoreError('cannot remove %s: %s' % (os.path.join(self.path, entry),
+                                                                   exc.strerror))
+            os.fsync(dir_fd)
 
-    def _stale_temps(self, name):
+    @staticmethod
+    def _stale_temps(dir_fd, name):
         """Temp files left by a writer killed before its rename (never read as records)."""
         prefixes = ('.%s.json.tmp-' % name, '.%s.status.tmp-' % name)
         try:
-            entries = os.listdir(self.path)
+            entries = os.listdir(dir_fd)
         except OSError:
             return []
-        return [os.path.join(self.path, e) for e in entries if e.startswith(prefixes)]
+        return [e for e in entries if e.startswith(prefixes)]
 
     def names(self):
         """Names of every record in the store, sorted."""
-        try:
-            entries = os.listdir(self.path)
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        with self._dir() as dir_fd:
+            if dir_fd is None:
                 return []
-            raise StoreError('cannot list state directory %s: %s' % (self.path, exc.strerror))
+            try:
+                entries = os.listdir(dir_fd)
+            except OSError as exc:
+                raise StoreError('cannot list state directory %s: %s' % (self.path, exc.strerror))
         return sorted(entry[:-len('.json')] for entry in entries
                       if entry.endswith('.json') and not entry.startswith('.') and len(entry) > 5)
 
     def status(self, name):
-        """The status init last wrote for ``name`` as a dict, or None if missing or unreadable."""
-        try:
-            with open(self.status_path(name), 'rb') as handle:
-                data = json.loads(handle.read().decode('utf-8'))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+        """The status init last wrote for ``name`` as a dict, or None if missing or not valid."""
+        return self.read_status(name)[0]
+
+    def read_status(self, name):
+        """``(status, problem)``: the validated status of ``name`` (None when unknown) and, when a
+        file is there but cannot be trusted, why (None otherwise).
+
+        What an init writes is untrusted: an init inside a user namespace runs with the
+        sandbox's credentials. The file is read without following links, bounded, and only a
+        status whose every field has the right type and range is returned."""
+        path = self.status_path(name)
+        with self._dir() as dir_fd:
+            if dir_fd is None:
+                return None, None
+            raw = None
+            for _attempt in range(2):
+                try:
+                    raw = _safeio.read_regular(path, MAX_STATUS_BYTES, owner=os.geteuid(), dir_fd=dir_fd,
+                                               name=name + '.status')
+                except _safeio.UnsafePath as exc:
+                    return None, 'status file %s' % exc
+                except OSError as exc:
+                    if exc.errno == errno.ENOENT:
+                        return None, None
+                    return None, 'status file %s: %s' % (path, exc.strerror)
+                status = parse_status(raw)
+                if status is not None:
+                    return status, None
+                # An init rewriting it in place right now: one more look.
+                time.sleep(0.01)
+        if not raw.strip():
+            return None, None
+        return None, 'status file %s does not hold a valid status' % path
 
     # -- processes ----------------------------------------------------------
     @staticmethod
@@ -439,6 +548,54 @@ class Store(object):
             return 'killed'
         finally:
             os.close(pidfd)
+
+
+def _lexists_at(dir_fd, entry):
+    try:
+        os.stat(entry, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return False
+    return True
+
+
+def _unlink_at(dir_fd, entry):
+    try:
+        os.unlink(entry, dir_fd=dir_fd)
+    except OSError:
+        pass
+
+
+def _int_in(value, low, high):
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def parse_status(raw):
+    """The status dict in ``raw`` (bytes an init wrote) if every field is valid, else None.
+
+    Only the known fields are kept: ``service_pid`` and ``init_pid`` (PID or None), ``restarts``
+    (count), ``state`` (one of STATUS_STATES) and ``last_exit`` (None or ``{code, signal}``).
+    """
+    try:
+        data = json.loads(raw.decode('utf-8'))
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    for field in ('service_pid', 'init_pid'):
+        if data.get(field) is not None and not _int_in(data[field], 1, _MAX_PID):
+            return None
+    if not _int_in(data.get('restarts'), 0, _MAX_RESTARTS) or data.get('state') not in STATUS_STATES:
+        return None
+    last_exit = data.get('last_exit')
+    if last_exit is not None:
+        if not isinstance(last_exit, dict):
+            return None
+        code, sig = last_exit.get('code'), last_exit.get('signal')
+        if (code is not None and not _int_in(code, 0, 255)) or (sig is not None and not _int_in(sig, 1, _MAX_SIGNAL)):
+            return None
+        last_exit = {'code': code, 'signal': sig}
+    return {'service_pid': data.get('service_pid'), 'restarts': data['restarts'], 'last_exit': last_exit,
+            'state': data['state'], 'init_pid': data.get('init_pid')}
 
 
 def wait_exit(pidfd, timeout):

@@ -249,11 +249,13 @@ notes:
     restart a new sandbox (new PID 1, new namespaces) that the record could not name. So with O(restart) other than
     V(no), the collection's init (the same one M(linuxns.isolation.pid_namespace) uses) is the sandbox's PID 1: it
     restarts the command there, forwards signals to it, and takes the stop request itself (no restart after it).
-    Its status file lives in a tmpfs at C(/run/linuxns-init) inside the sandbox and is read through
-    C(/proc/PID/root), which is where RV(restarts) comes from. The command must exist in the sandbox, or the
-    start fails."
+    It writes its status (where RV(restarts) comes from) through descriptor 4, a file the module created in
+    O(state_dir) (root's, mode 0600), which the sandbox cannot redirect anywhere; the module reads it bounded and
+    validated, so a sandbox that scribbles in it only loses its own restart count (shown as 0, with a warning
+    from M(linuxns.isolation.ns_info)). The command must exist in the sandbox, or the start fails."
   - "The service's stdout and stderr, and bwrap's own messages, go to O(log_path). bwrap runs detached in its own
-    session with stdin C(/dev/null); no descriptor beyond 0-2 reaches the sandbox."
+    session with stdin C(/dev/null); no descriptor beyond 0-2 reaches the sandbox's command (with O(restart),
+    the init holds the status descriptor and does not pass it on)."
   - "Rootless use: as an unprivileged user (or with O(user)), bwrap creates a user namespace. When the kernel
     refuses it, the error names the sysctls to check (C(kernel.apparmor_restrict_unprivileged_userns),
     C(user.max_user_namespaces), C(kernel.unprivileged_userns_clone) on old Debian kernels)."
@@ -415,8 +417,8 @@ owner:
 argv:
   description:
     - The exact bwrap command line, for the service that runs (or would run) or the one-shot; descriptor numbers
-      are the fixed ones the module uses (3 for C(--info-fd), 4 for C(--json-status-fd), 5 and up for
-      O(seccomp) and V(file) contents).
+      are the fixed ones the module uses (3 for C(--info-fd), 4 for C(--json-status-fd) of a one-shot or the
+      init's status file of a restarting service, 5 and up for O(seccomp) and V(file) contents).
     - The value of every C(--setenv NAME VALUE) reads C(VALUE_HIDDEN) (the values of O(env) never appear in results).
     - Null for O(state=stopped) and O(state=absent), which build no sandbox.
   returned: always

@@ -141,7 +141,7 @@ def test_log_is_appended_not_truncated(tmp_path, started_pids):
 
 
 def test_unwritable_log_path_is_a_clear_error(tmp_path):
-    with pytest.raises(OSError) as caught:
+    with pytest.raises(StartError) as caught:
         start_detached(proc_spec(['true']), ns_spec(('pid', 'mount')), lifecycle('none'),
                        str(tmp_path / 'missing-dir' / 'log'), None)
     assert 'missing-dir' in str(caught.value) and 'directory must exist' in str(caught.value)
@@ -299,11 +299,14 @@ def test_idle_builtin_init_does_not_keep_the_callers_heap(tmp_path, started_pids
     assert init_rss < BALLAST, 'the idle init holds %d kB: it kept the caller\'s heap' % (init_rss // 1024)
     assert stat_field(started['service_pid'], 1) == started['pid']
     # Nothing of the handover stays open in the init (payload memfd, launcher's report pipe):
-    # stdio and one pipe of its own (its signal wakeup).
+    # stdio, the status file the launcher opened for it, and one pipe of its own (its signal wakeup).
     fd_dir = '/proc/%d/fd' % started['pid']
     fds = dict((int(fd), os.readlink(os.path.join(fd_dir, fd))) for fd in os.listdir(fd_dir))
     log = str(tmp_path / 'svc.log')
     assert [fds.pop(0), fds.pop(1), fds.pop(2)] == ['/dev/null', log, log]
+    status_fds = [fd for fd, target in fds.items() if target == str(tmp_path / 'svc.status')]
+    assert len(status_fds) == 1, fds
+    fds.pop(status_fds[0])
     assert len(fds) == 2 and len(set(fds.values())) == 1 and fds.popitem()[1].startswith('pipe:'), fds
 
 
@@ -424,5 +427,7 @@ def test_a_service_whose_launcher_died_mid_start_is_stopped_not_leaked(tmp_path,
     assert content == ('linuxns init: the launching process exited before it learned that the service started; '
                        'stopping it\n')
     assert pids_with_marker(marker) == []
-    # No status that a later start of the same name would read as its own.
-    assert not os.path.exists(str(tmp_path / 'svc.status'))
+    # No status that a later start of the same name would read as its own (the launcher created
+    # the file empty; the abandoning init wrote nothing into it).
+    status_file = str(tmp_path / 'svc.status')
+    assert not os.path.exists(status_file) or os.path.getsize(status_file) == 0

@@ -503,7 +503,7 @@ def test_driver_restart_runs_the_collection_init_as_pid_1_inside(driver):
     assert command[1:3] == ['-I', _bwrap_driver.INIT_SCRIPT]
     assert command[-2:] == ['my-daemon', '-f']
     config = json.loads(command[3])
-    assert config['restart'] == 'on-failure' and config['status_path'] == _bwrap_driver.INIT_STATUS
+    assert config['restart'] == 'on-failure' and config['status_fd'] == _bwrap_driver.INIT_STATUS_FD
     # The init's tmpfs and script are mounted after everything else, so nothing hides them.
     assert argv[argv.index('--') - 5:argv.index('--')] == [
         '--tmpfs', _bwrap_driver.INIT_DIR, '--file', '5', _bwrap_driver.INIT_SCRIPT]

@@ -163,3 +163,13 @@ def test_gather_unknown_pid_names_the_option():
     with pytest.raises(TargetError) as err:
         _facts.gather(None, pid=pid)
     assert "option 'pid'" in str(err.value) and str(pid) in str(err.value)
+
+
+def test_a_hostile_status_is_unknown_and_said_so(tmp_path):
+    store = Store(str(tmp_path))
+    me = identity(os.getpid())
+    store.write(record_for('svc', me.pid, me.start_time, me.pidns_inode))
+    os.symlink('/dev/zero', store.status_path('svc'))
+    services, warnings = _facts.service_facts(store)
+    assert services[0]['restarts'] == 0 and services[0]['state'] == 'running'
+    assert len(warnings) == 1 and 'symbolic link' in warnings[0] and 'unknown' in warnings[0]

@@ -48,7 +48,7 @@ def main(config, report_fd):
 
 
 def test_payload_carries_each_shipped_source_and_plain_config():
-    payload = marshal.loads(_init_exec.build_payload(PROCESS, LIFECYCLE, '/run/x.status'))
+    payload = marshal.loads(_init_exec.build_payload(PROCESS, LIFECYCLE, 7))
     for short in _init_exec.SHIPPED:
         source, filename = payload['sources']['%s.%s' % (ENGINE, short)]
         assert filename == sys.modules['%s.%s' % (ENGINE, short)].__file__
@@ -59,7 +59,7 @@ def test_payload_carries_each_shipped_source_and_plain_config():
     assert config['process']['rlimits'] == (('nofile', 1024, 'unlimited'),)
     assert config['lifecycle'] == {'restart': 'on-failure', 'restart_delay': 1.5, 'stop_signal': 15}
     assert type(config['lifecycle']['stop_signal']) is int  # pylint: disable=unidiomatic-typecheck
-    assert config['status_path'] == '/run/x.status'
+    assert config['status_fd'] == 7
 
 
 def test_a_value_marshal_cannot_carry_gives_the_reason_to_fall_back():
