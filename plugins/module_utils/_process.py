@@ -216,9 +216,10 @@ def exec_failure_text(argv0, exc, env):
     return "command '%s': %s" % (argv0, exc.strerror)
 
 
-def apply_and_exec(process, argv=None, report_fd=None, keep_fds=()):
+def apply_and_exec(process, argv=None, report_fd=None, keep_fds=(), before_exec=None):
     """Set up env, limits, umask, identity, cwd, fds, then exec. Raises SetupError on failure
-    (the caller is inside ``child_main``, which reports it)."""
+    (the caller is inside ``child_main``, which reports it). ``before_exec()`` runs last, right
+    before exec (a seccomp filter, which could refuse the setup's own system calls)."""
     argv = list(argv if argv is not None else process.argv)
     env = build_env(process)
     for name, soft, hard in getattr(process, 'rlimits', None) or ():
@@ -241,6 +242,8 @@ def apply_and_exec(process, argv=None, report_fd=None, keep_fds=()):
             raise SetupError('chdir', 'chdir %s: %s' % (chdir, exc.strerror))
     reset_signals()
     close_fds(keep=(report_fd,) + tuple(keep_fds))
+    if before_exec is not None:
+        before_exec()
     try:
         os.execvpe(argv[0], argv, env)
     except OSError as exc:

@@ -316,7 +316,8 @@ class Entry(object):
         try:
             return enter(self.target.pid, self.types, process, root=params['root'],
                          preserve_credentials=params['preserve_credentials'],
-                         stdin=stdin, timeout=timeout)
+                         stdin=stdin, timeout=timeout, pidfd=self.target.pidfd,
+                         privileges=self.target.privileges)
         except OSError as exc:
             if _target.is_permission_error(exc):
                 raise _target.permission_error(self.target, exc)
