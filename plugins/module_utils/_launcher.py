@@ -661,8 +661,9 @@ def enter_types(target_pid, types):
     return _enter.enter_types(target_pid, types)
 
 
-def enter(target_pid, types, process, root=False, preserve_credentials=False, stdin=None, timeout=None):
+def enter(target_pid, types, process, root=False, preserve_credentials=False, stdin=None, timeout=None,
+          pidfd=None, privileges=None):
     """Run ``process`` inside the namespaces of ``target_pid``, like nsenter (see ``_enter.enter``)."""
     from ansible_collections.linuxns.isolation.plugins.module_utils import _enter
     return _enter.enter(target_pid, types, process, root=root, preserve_credentials=preserve_credentials,
-                        stdin=stdin, timeout=timeout)
+                        stdin=stdin, timeout=timeout, pidfd=pidfd, privileges=privileges)

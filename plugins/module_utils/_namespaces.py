@@ -34,7 +34,7 @@ PROPAGATION_FLAGS = {
     'slave': _syscalls.MS_REC | _syscalls.MS_SLAVE,
     'shared': _syscalls.MS_REC | _syscalls.MS_SHARED,
 }
-# Join order: the user namespace first so its capabilities cover joining the rest.
+# Order of the join passes (see join_and_unshare: the user namespace is joined between them).
 JOIN_ORDER = ('user',) + tuple(t for t in NS_TYPES if t != 'user')
 TIME_CLOCKS = ('monotonic', 'boottime')
 
@@ -114,7 +114,13 @@ class NamespaceSetup(object):
 
     # -- child side, before the fork of PID 1 --------------------------------
     def join_and_unshare(self):
-        """Join by path (user first), then unshare. Runs in the child."""
+        """Join by path, then unshare. Runs in the child.
+
+        Two passes like nsenter: first every namespace but the user namespace, skipping those
+        refused, then the user namespace, then the refused ones again. Root keeps its right over
+        namespaces of the initial user namespace (an ``ip netns``) only before it enters another
+        user namespace; an unprivileged owner gets its right only after. Every file is opened
+        first, so a joined mount namespace does not change what the later paths name."""
         fds = []
         try:
             for ns_type in JOIN_ORDER:
@@ -126,7 +132,20 @@ class NamespaceSetup(object):
                         raise KernelError(exc.errno, 'join %s namespace %s' % (ns_type, path),
                                           'the path must be a namespace file such as /run/netns/NAME '
                                           'or /proc/PID/ns/%s' % ('mnt' if ns_type == 'mount' else ns_type))
+            refused = []
             for ns_type, path, fd in fds:
+                if ns_type == 'user':
+                    continue
+                try:
+                    _syscalls.setns(fd, CLONE_FLAG[ns_type], label='%s namespace %s' % (ns_type, path))
+                except KernelError as exc:
+                    if exc.errno != errno.EPERM or 'user' not in self.join:
+                        raise
+                    refused.append((ns_type, path, fd))
+            for ns_type, path, fd in fds:
+                if ns_type == 'user':
+                    _syscalls.setns(fd, CLONE_FLAG[ns_type], label='%s namespace %s' % (ns_type, path))
+            for ns_type, path, fd in refused:
                 _syscalls.setns(fd, CLONE_FLAG[ns_type], label='%s namespace %s' % (ns_type, path))
         finally:
             for _t, _p, fd in fds:

@@ -274,7 +274,8 @@ def _execvpe(argv, env):
 def apply_and_exec(process, argv=None, report_fd=None, keep_fds=(), parent_alive_fd=None, before_exec=None):
     """Set up env, limits, umask, identity, cwd, fds, then exec. Raises SetupError on failure
     (the caller is inside ``child_main``, which reports it). ``before_exec()`` runs last, right
-    before the exec (the start commit of a detached service waits there).
+    before the exec (the start commit of a detached service waits there; ns_exec loads the
+    service's seccomp filter there, which could refuse the setup's own system calls).
 
     ``process.no_new_privs`` true sets PR_SET_NO_NEW_PRIVS right before the exec (false or unset
     leaves the flag as the caller has it). A parent-death signal survives the identity switch;

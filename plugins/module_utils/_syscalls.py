@@ -322,3 +322,107 @@ def setgroups(groups):
         if exc.errno == errno.EPERM:
             fix = 'needs CAP_SETGID; inside a user namespace /proc/PID/setgroups must be "allow"'
         raise KernelError(exc.errno, 'setgroups(%s)' % list(groups), fix)
+
+
+# -- privileges of an entered command (ns_exec name:) ------------------------------------------
+PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_SET_SECCOMP = 22
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+SECCOMP_MODE_FILTER = 2
+PTRACE_DETACH = 17
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+PTRACE_SECCOMP_GET_FILTER = 0x420c
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+_SYS_CAPSET = {'x86_64': 126, 'aarch64': 91, 'ppc64le': 184, 's390x': 185, 'riscv64': 91}
+
+
+def prctl3(option, arg2=0, arg3=0, what=None):
+    """prctl(2) with two arguments; returns its result."""
+    return _check(_lib().prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
+                               ctypes.c_ulong(0), ctypes.c_ulong(0)), what or 'prctl(%d)' % option)
+
+
+def set_dumpable(enable):
+    """PR_SET_DUMPABLE: a non-dumpable process cannot be ptraced nor have its /proc files read
+    by processes lacking CAP_SYS_PTRACE in its (the caller's) user namespace."""
+    prctl3(PR_SET_DUMPABLE, 1 if enable else 0, what='prctl(PR_SET_DUMPABLE)')
+
+
+def set_no_new_privs():
+    prctl3(PR_SET_NO_NEW_PRIVS, 1, what='prctl(PR_SET_NO_NEW_PRIVS)')
+
+
+def set_keepcaps(enable):
+    prctl3(PR_SET_KEEPCAPS, 1 if enable else 0, what='prctl(PR_SET_KEEPCAPS)')
+
+
+def capbset_drop(cap):
+    prctl3(PR_CAPBSET_DROP, cap, what='prctl(PR_CAPBSET_DROP, %d)' % cap)
+
+
+def ambient_clear_all():
+    prctl3(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, what='prctl(PR_CAP_AMBIENT_CLEAR_ALL)')
+
+
+def ambient_raise(cap):
+    prctl3(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, what='prctl(PR_CAP_AMBIENT_RAISE, %d)' % cap)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [('version', ctypes.c_uint32), ('pid', ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [('effective', ctypes.c_uint32), ('permitted', ctypes.c_uint32),
+                ('inheritable', ctypes.c_uint32)]
+
+
+def capset(effective, permitted, inheritable):
+    """capset(2) of the calling thread; each set a 64-bit mask."""
+    import platform
+    number = _SYS_CAPSET.get(platform.machine())
+    if number is None:
+        raise KernelError(errno.ENOSYS, 'capset', 'this architecture (%s) is not supported' % platform.machine())
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for index in (0, 1):
+        shift = 32 * index
+        data[index].effective = (effective >> shift) & 0xffffffff
+        data[index].permitted = (permitted >> shift) & 0xffffffff
+        data[index].inheritable = (inheritable >> shift) & 0xffffffff
+    syscall = _lib().syscall
+    syscall.restype = ctypes.c_long
+    _check(syscall(ctypes.c_long(number), ctypes.byref(header), data),
+           'capset(effective=%x, permitted=%x, inheritable=%x)' % (effective, permitted, inheritable))
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [('len', ctypes.c_ushort), ('filter', ctypes.c_void_p)]
+
+
+def seccomp_load(program):
+    """Install the classic BPF ``program`` (bytes, 8 per instruction) as a seccomp filter of the
+    calling thread; needs NO_NEW_PRIVS or CAP_SYS_ADMIN."""
+    buf = ctypes.create_string_buffer(bytes(program), len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    _check(_lib().prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER),
+                        ctypes.byref(prog), ctypes.c_ulong(0), ctypes.c_ulong(0)),
+           'load a seccomp filter of %d instructions' % (len(program) // 8))
+
+
+def ptrace(request, pid, addr=0, data=None):
+    libc = _lib()
+    libc.ptrace.restype = ctypes.c_long
+    ctypes.set_errno(0)
+    result = libc.ptrace(ctypes.c_long(request), ctypes.c_int(pid), ctypes.c_void_p(addr),
+                         data if data is not None else ctypes.c_void_p(0))
+    if result == -1 and ctypes.get_errno():
+        raise KernelError(ctypes.get_errno(), 'ptrace(0x%x, %d)' % (request, pid))
+    return result

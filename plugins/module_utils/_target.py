@@ -15,6 +15,7 @@ __metaclass__ = type
 
 import errno
 import os
+import select
 
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import TargetError
 from ansible_collections.linuxns.isolation.plugins.module_utils._inspect import (
@@ -45,16 +46,26 @@ class Target(object):
 
     ``pid`` is its host PID, ``source`` the option that named it, ``service``
     the store name when it came from ``name``, ``namespaces`` its
-    ``{type: 'mnt:[inode]'}`` links as read while resolving it.
+    ``{type: 'mnt:[inode]'}`` links as read while resolving it, ``pidfd`` a pidfd
+    opened before anything was read about it (``enter`` refuses it once that process
+    exited, so a reused PID is never entered), ``privileges`` those of the service's
+    process for a managed service (``_privileges.Privileges``), else None.
     """
 
-    __slots__ = ('pid', 'source', 'service', 'namespaces')
+    __slots__ = ('pid', 'source', 'service', 'namespaces', 'pidfd', 'privileges')
 
-    def __init__(self, pid, source, service, namespaces):
+    def __init__(self, pid, source, service, namespaces, pidfd=None, privileges=None):
         self.pid = pid
         self.source = source
         self.service = service
         self.namespaces = namespaces
+        self.pidfd = pidfd
+        self.privileges = privileges
+
+    def close(self):
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
 
     def describe(self):
         if self.service:
@@ -77,12 +88,74 @@ def resolve(pid=None, name=None, pidfile=None, store=None):
             'exactly one of pid, name, pidfile must name the target (got %s)'
             % (', '.join(given) or 'none'))
     if pid is not None:
-        return _checked(_as_pid('pid', pid), 'pid', None)
+        return _pinned(_as_pid('pid', pid), 'pid', None)
     if pidfile is not None:
-        return _checked(read_pidfile(pidfile), 'pidfile', None)
+        return _pinned(read_pidfile(pidfile), 'pidfile', None)
     if store is None:
         raise TargetError("option 'name': resolving a service needs the store (state_dir)")
-    return _checked(service_pid(store, name), 'name', name)
+    return resolve_service(store, name)
+
+
+def _pin(option, pid):
+    from ansible_collections.linuxns.isolation.plugins.module_utils._syscalls import pidfd_open
+    try:
+        return pidfd_open(pid)
+    except OSError as exc:
+        if exc.errno == errno.ESRCH:
+            raise TargetError("option '%s': no process with PID %d (it is not in /proc of this "
+                              "host's PID namespace)" % (option, pid))
+        raise
+
+
+def _pinned(pid, source, service):
+    """``_checked`` with the pidfd opened first: what was read is about that process."""
+    pidfd = _pin(source, pid)
+    try:
+        target = _checked(pid, source, service)
+    except BaseException:
+        os.close(pidfd)
+        raise
+    target.pidfd = pidfd
+    return target
+
+
+def resolve_service(store, name):
+    """The ``Target`` of service ``name``: its PID 1 pinned and identity-checked against the record,
+    and the privileges of its service process (a child of that PID 1, or PID 1 itself)."""
+    record_pid = service_pid(store, name)
+    target = _pinned(record_pid, 'name', name)
+    try:
+        # The pidfd was opened before this check, so it holds the recorded process.
+        if not store.is_live(store.read(name)):
+            raise TargetError("option 'name': service '%s' stopped while it was being resolved; "
+                              'start it again (state: started)' % name)
+        target.privileges = _service_privileges(store, name, target)
+    except BaseException:
+        target.close()
+        raise
+    return target
+
+
+def _service_privileges(store, name, target):
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _privileges
+    from ansible_collections.linuxns.isolation.plugins.module_utils._facts import host_service_pid
+    record = store.read(name)
+    pid = host_service_pid(record, True, store.status(name))
+    if not isinstance(pid, int) or pid <= 0:
+        raise TargetError("option 'name': service '%s' has no service process right now (its init is "
+                          'between two restarts); retry' % name)
+    pidfd = _pin('name', pid)
+    try:
+        if pid != target.pid and parent_pid(pid) != target.pid:
+            raise TargetError("option 'name': the service process of '%s' (PID %d) is no longer a child "
+                              'of its PID 1 (%d); retry' % (name, pid, target.pid))
+        privileges = _privileges.of_process(pid)
+        if select.select([pidfd], [], [], 0)[0]:
+            raise TargetError("option 'name': the service process of '%s' (PID %d) exited while its "
+                              'privileges were read; retry' % (name, pid))
+    finally:
+        os.close(pidfd)
+    return privileges
 
 
 def read_pidfile(path):
@@ -123,6 +196,16 @@ def service_pid(store, name):
                       '(state: started)'
                       % (name, record.pid, now.start_time, now.pidns_inode,
                          record.start_time, record.pidns_inode))
+
+
+def parent_pid(pid):
+    """PPid of ``pid`` (field 4 of /proc/PID/stat), None when it is gone."""
+    try:
+        with open('/proc/%d/stat' % pid, 'rb') as handle:
+            data = handle.read()
+        return int(data[data.rindex(b')') + 2:].split()[1])
+    except (IOError, OSError, ValueError, IndexError):
+        return None
 
 
 def _store_dir(store):

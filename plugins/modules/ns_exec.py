@@ -73,8 +73,16 @@ options:
     type: str
   env:
     description:
-      - Environment variables to set for the command, on top of the module's environment.
+      - Environment variables to set for the command, on top of the module's environment (or, with
+        O(clear_env=true), the only ones).
     type: dict
+  clear_env:
+    description:
+      - Start from an empty environment instead of the module's; only O(env) (and, with O(user), C(HOME), C(USER) and
+        C(LOGNAME)) is passed. As in M(linuxns.isolation.pid_namespace) and M(linuxns.isolation.bwrap_sandbox).
+      - Without it the command inherits the module's environment, as with C(nsenter).
+    type: bool
+    default: false
   stdin:
     description:
       - Text fed to the command's standard input.
@@ -86,8 +94,15 @@ options:
     default: true
   timeout:
     description:
-      - Kill the command (and everything it started) after this many seconds and fail the task.
+      - Kill the command and every process it started after this many seconds, and fail the task with
+        RV(rc=-9) and a message saying so. This includes processes that left its process group or session
+        (C(setsid)) and orphans: the command runs under a small reaper of the engine inside the target's PID
+        namespace (a child subreaper named C(linuxns-reaper), visible in the target while the command runs), which
+        adopts them and kills them all. When the task returns, none of them is left.
       - The target's own processes are never signalled.
+      - Without O(timeout), the task waits until the command exited and every process holding its standard
+        output or error closed it, like M(ansible.builtin.command); a process that closed them (a daemon) stays in
+        the target when the command ends.
     type: int
   root:
     description:
@@ -98,17 +113,24 @@ options:
   user:
     description:
       - User (name or numeric id) to run the command as.
-      - A name is looked up in the host's user database, before any namespace is entered; for a user that exists only
-        inside the target, give its numeric id (as seen inside the target's user namespace).
+      - The user is looked up in the host's user database (C(/etc/passwd) and C(/etc/group) of the host, never those
+        of the target, which the sandbox controls), before any namespace is entered; its uid, primary gid,
+        supplementary groups and home directory (exported as C(HOME), with C(USER) and C(LOGNAME), unless O(env)
+        sets them) are then applied inside the target. The numbers are used as they are inside the target's user
+        namespace; for a user that exists only inside the target, give its numeric id.
+      - A name the host does not know fails the task before anything is entered.
+      - With O(name), O(user) replaces the service's identity, but not its capabilities, C(NO_NEW_PRIVS) or seccomp
+        filter.
     type: str
   group:
     description:
-      - Group (name or numeric id) to run the command as; a name is looked up on the host, like O(user).
+      - Group (name or numeric id) to run the command as; looked up on the host, like O(user).
     type: str
   preserve_credentials:
     description:
       - When entering a user namespace, keep the caller's uid and gid instead of becoming root of that namespace
-        (C(nsenter --preserve-credentials)).
+        (C(nsenter --preserve-credentials)). With O(name), keep the caller's uid and gid instead of taking the
+        service's (the capabilities are still the service's).
     type: bool
     default: false
   creates:
@@ -128,12 +150,33 @@ notes:
     C(/proc/PID/ns) of another user's process is unreadable without privilege. So an unprivileged user can enter
     only sandboxes whose user namespace it owns (its own rootless bwrap sandbox); use C(become) for the others.
     The failure message says so.
-  - Joining a user namespace makes the command uid/gid 0 there unless O(preserve_credentials=true). A rootless
-    bubblewrap sandbox maps only its owner's uid, so entering one (as root or as that user) needs
-    O(preserve_credentials=true); without it the task fails and says so, as C(nsenter) does.
+  - With O(pid) or O(pidfile), joining a user namespace makes the command uid/gid 0 there unless
+    O(preserve_credentials=true). A rootless bubblewrap sandbox maps only its owner's uid, so entering one that way
+    (as root or as that user) needs O(preserve_credentials=true); without it the task fails and says so, as
+    C(nsenter) does. With O(name) the command runs as the service's own uid and gid (see the security notes).
   - When the target shares every namespace with the caller and O(namespaces) is omitted, the command simply runs
     in the caller's namespaces and RV(entered) is empty.
-  - The target is resolved once, before entering; a service refused as not running is never entered.
+  - The target is resolved once, before entering, and pinned with a pidfd from then until the last namespace is
+    opened; if it exited meanwhile (its PID could name another process by then) nothing is entered and the task
+    fails. This holds for the second entry of O(creates)/O(removes) too. A service refused as not running is never
+    entered.
+  - "Security: entering a managed service (O(name)) gives the command no more power than the service has. The
+    module reads the privileges of the service process (the one the store records, checked to be a child of the
+    recorded PID 1, itself checked by PID, start time and PID namespace) from the host's C(/proc): its bounding,
+    effective, permitted, inheritable and ambient capability sets and C(NO_NEW_PRIVS), and its seccomp filters as
+    the kernel enforces them (C(PTRACE_SECCOMP_GET_FILTER), which stops the service for an instant; this needs root:
+    entering a service that runs under a seccomp filter as another user fails). The service's spec file is not
+    used for the filter: it may have changed since the start, the kernel's copy cannot. The command takes all of
+    these, and the service's uid, gid and groups (as they appear in the entered user namespace) unless O(user),
+    O(group) or O(preserve_credentials) say otherwise. When the service has a seccomp filter, the command also
+    gets C(NO_NEW_PRIVS) (needed to install it without privilege; never more power)."
+  - "Security: with O(pid) or O(pidfile) the command keeps the caller's privileges, as C(nsenter) does: as root it
+    is root with every capability inside the entered namespaces (see the C(ip netns) example). Use O(name) to
+    enter a sandbox with the sandbox's own power; entering an untrusted process by PID as root hands it a root
+    process in its namespaces."
+  - "Security: the processes that enter (the forked child that joins the namespaces, the reaper and the command
+    until it execs) are not dumpable: a process of the sandbox can neither ptrace them nor open their C(/proc)
+    files while they hold the caller's power (the class of runc's CVE-2019-5736)."
 seealso:
   - module: linuxns.isolation.ns_info
   - module: linuxns.isolation.pid_namespace
@@ -170,7 +213,7 @@ EXAMPLES = r'''
     namespaces: [pid, mount, net, ipc, uts, cgroup, time]
     command: ip -brief address
 
-- name: Health check of a managed service, by name
+- name: Health check of a managed service, by name (runs with the service's own capabilities, seccomp and uid)
   linuxns.isolation.ns_exec:
     name: webhook
     argv: [curl, -fsS, http://127.0.0.1:8080/health]
@@ -205,7 +248,9 @@ EXAMPLES = r'''
 
 RETURN = r'''
 rc:
-  description: Exit status of the command (0 when skipped by O(creates)/O(removes)).
+  description:
+    - Exit status of the command (0 when skipped by O(creates)/O(removes)); V(-N) when it was killed by signal N, so
+      V(-9) after O(timeout).
   returned: always
   type: int
   sample: 0
@@ -294,7 +339,7 @@ def _process(params, argv, env=True):
         'command': None,
         'chdir': params['chdir'],
         'env': params['env'] if env else None,
-        'clear_env': False,
+        'clear_env': params['clear_env'],
         'user': params['user'],
         'group': params['group'],
         'umask': None,
@@ -317,7 +362,8 @@ class Entry(object):
         try:
             return enter(self.target.pid, self.types, process, root=params['root'],
                          preserve_credentials=params['preserve_credentials'],
-                         stdin=stdin, timeout=timeout)
+                         stdin=stdin, timeout=timeout, pidfd=self.target.pidfd,
+                         privileges=self.target.privileges)
         except OSError as exc:
             if _target.is_permission_error(exc):
                 raise _target.permission_error(self.target, exc)
@@ -352,6 +398,7 @@ def main():
             user=dict(type='str'),
             group=dict(type='str'),
             preserve_credentials=dict(type='bool', default=False),
+            clear_env=dict(type='bool', default=False),
             creates=dict(type='str'),
             removes=dict(type='str'),
             state_dir=dict(type='path'),

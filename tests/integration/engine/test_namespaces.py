@@ -22,7 +22,7 @@ from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect,
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import KernelError
 from ansible_collections.linuxns.isolation.plugins.module_utils._launcher import run_oneshot, start_detached
 
-from conftest import COLLECTIONS_ROOT, host_link, lifecycle, ns_spec, proc_spec
+from conftest import COLLECTIONS_ROOT, host_link, lifecycle, ns_spec, proc_spec  # noqa: F401
 
 ALL_TYPES = ('pid', 'mount', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time')
 READ_LINKS = ['sh', '-c', 'for t in %s; do readlink /proc/self/ns/$t; done'
@@ -187,6 +187,46 @@ def test_join_a_netns_made_with_ip_netns_add():
     finally:
         subprocess.run(['ip', 'netns', 'del', name], check=True)
     assert not os.path.exists('/run/netns/%s' % name)
+
+
+@pytest.fixture
+def rootless_service(run_as_test_user, user_dir, started_pids):
+    """A service of the unprivileged test user in its own user and net namespaces."""
+    answer = run_as_test_user('start_detached', process=proc_spec(['sleep', '300']),
+                              namespaces=ns_spec(('user', 'pid', 'mount', 'net'), map_root=True),
+                              lifecycle=lifecycle('none'), log_path=os.path.join(user_dir, 'log'))
+    assert 'error' not in answer, answer
+    started_pids.append(answer['pid'])
+    return answer
+
+
+PROBE_USER_NET = ['sh', '-c', 'readlink /proc/self/ns/user /proc/self/ns/net']
+
+
+def test_root_joins_a_user_namespace_and_an_ip_netns(rootless_service):
+    """Two passes like nsenter: root joins the netns (owned by the initial user namespace) before
+    the user namespace, in which it would no longer have the right to."""
+    name = 'lnstest-%s' % uuid.uuid4().hex[:8]
+    subprocess.run(['ip', 'netns', 'add', name], check=True)
+    try:
+        path = '/run/netns/%s' % name
+        user = '/proc/%d/ns/user' % rootless_service['pid']
+        result = run_oneshot(proc_spec(PROBE_USER_NET), ns_spec(('pid', 'mount'), join={'user': user, 'net': path}),
+                             lifecycle('none'))
+        assert result.rc == 0, result
+        assert result.stdout.split() == [rootless_service['namespaces']['user'], 'net:[%d]' % os.stat(path).st_ino]
+    finally:
+        subprocess.run(['ip', 'netns', 'del', name], check=True)
+
+
+def test_root_joins_the_user_and_net_namespaces_of_a_rootless_service(rootless_service):
+    pid = rootless_service['pid']
+    result = run_oneshot(proc_spec(PROBE_USER_NET),
+                         ns_spec(('pid', 'mount'), join={'user': '/proc/%d/ns/user' % pid,
+                                                         'net': '/proc/%d/ns/net' % pid}),
+                         lifecycle('none'))
+    assert result.rc == 0, result
+    assert result.stdout.split() == [rootless_service['namespaces'][t] for t in ('user', 'net')]
 
 
 def test_joining_a_path_that_is_not_a_namespace_fails_clearly(tmp_path):
