@@ -263,11 +263,10 @@ def probe(target, creds, paths, host_pids, timeout=20.0):
         for fd in fds.values():
             os.close(fd)
         fds = {}
-        try:
-            return _read_report(report_r, timeout)
-        finally:
-            _reap(child)
-            child = None
+        answer = _read_report(report_r, timeout)
+        _reap(child, grace=5.0)
+        child = None
+        return answer
     finally:
         for fd in list(fds.values()) + [report_r, report_w, pidfd]:
             if fd is not None:
@@ -276,16 +275,27 @@ def probe(target, creds, paths, host_pids, timeout=20.0):
             _reap(child)
 
 
-def _reap(child):
-    """SIGKILL our own child C1 if it still runs (C2 follows by its parent-death signal), reap it."""
-    try:
-        done, _ = os.waitpid(child, os.WNOHANG)
+def _reap(child, grace=0.0):
+    """Reap our own child C1, which reaps C2 before it exits (so no zombie of the probe is left
+    in the service's PID namespace to be counted by the next probe); SIGKILL it after ``grace``
+    seconds (C2 follows by its parent-death signal)."""
+    deadline = time.monotonic() + grace
+    while True:
+        try:
+            done, _ = os.waitpid(child, os.WNOHANG)
+        except OSError as exc:
+            if exc.errno == errno.ECHILD:
+                return
+            raise
         if done:
             return
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.005)
+    try:
         os.kill(child, signal.SIGKILL)
-    except OSError as exc:
-        if exc.errno == errno.ECHILD:
-            return
+    except OSError:
+        pass
     try:
         os.waitpid(child, 0)
     except OSError:
