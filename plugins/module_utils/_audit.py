@@ -150,7 +150,11 @@ def audit_service(store, record, scan, host_links, host_pids, timeout):
             host_ids[path] = [st.st_dev, st.st_ino]
         except OSError:
             host_ids[path] = None
-    targets = sorted(p for p in host_pids if p not in inside_numbers)
+    targets = []
+    for pid in sorted(p for p in host_pids if p not in inside_numbers):
+        ident = _inspect.identity(pid)
+        if ident is not None:
+            targets.append([pid, ident.start_time])
 
     observed, probe_error = None, None
     try:
@@ -260,4 +264,3 @@ def state_dir_store(state_dir):
     if not os.path.isdir(directory):
         return None
     return _store.Store(directory)
-

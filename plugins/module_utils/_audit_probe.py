@@ -89,6 +89,18 @@ def _own_proc():
     return 'own' if self_link == str(os.getpid()) else 'other'
 
 
+def _start_time(stat_path):
+    try:
+        fd = os.open(stat_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        try:
+            data = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        return int(data[data.rindex(b')') + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _look(paths, host_pids):
     """C2's observations, with its final credentials."""
     probed = {}
@@ -109,15 +121,16 @@ def _look(paths, host_pids):
             visible = []
     me = os.getpid()
     reachable = []
-    for pid in host_pids:
+    for pid, start in host_pids:
         if pid == me:
             continue
         try:
             os.kill(pid, 0)
         except OSError:
             continue  # ESRCH: not addressable from here; EPERM: not ours to signal
-        # The number may name a process of the service that started after the host's scan.
-        if proc_view == 'own' and os.path.isdir('/proc/%d' % pid):
+        # The number may name a process of the service that started after the host's scan:
+        # then its start time, in its own /proc, is not the host process's.
+        if proc_view == 'own' and _start_time('/proc/%d/stat' % pid) not in (None, start):
             continue
         reachable.append(pid)
     return {'paths': probed, 'proc_view': proc_view,
@@ -226,7 +239,7 @@ def _read_report(report_r, timeout):
 
 def probe(target, creds, paths, host_pids, timeout=20.0):
     """Look from inside the namespaces of ``target`` (a ``ProcessIdentity`` of the service's
-    process) with ``creds`` (``host_groups``, ``uids``, ``gids`` as ids inside the service's
+    process), try ``kill(pid, 0)`` on ``host_pids`` (``[pid, start_time]`` pairs) with ``creds`` (``host_groups``, ``uids``, ``gids`` as ids inside the service's
     user namespace, ``cap_eff``, ``cap_prm``); return the observations dict.
 
     The target is pinned by a pidfd opened before its identity is checked; its namespace files

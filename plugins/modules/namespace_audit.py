@@ -44,7 +44,7 @@ description:
   - This collection's builtin init (PID 1 of a C(pid_namespace) service with O(linuxns.isolation.pid_namespace#module:init=builtin))
     is the engine's supervisor, not the workload; its ids and capabilities are listed under
     RV(services[].processes) but not judged.
-  - Read-only: it writes, creates and signals nothing (C(kill(pid, 0)) sends no signal), so it runs fully in
+  - Read-only, it writes, creates and signals nothing (C(kill(pid, 0)) sends no signal), so it runs fully in
     check mode and always reports C(changed=false). Run it as root to audit services root started.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
