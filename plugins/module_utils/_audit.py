@@ -88,6 +88,17 @@ class HostScan(object):
         return found
 
 
+def _descendants(pid):
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        if current in found:
+            continue
+        found.append(current)
+        todo.extend(_inspect.children(current))
+    return sorted(found)
+
+
 def process_facts(pid, host_userns, engine_init_pid=None):
     """Status facts of one host process (None when it is gone)."""
     try:
@@ -130,7 +141,12 @@ def _seccomp_text(modes):
 def audit_service(store, record, scan, host_links, host_pids, timeout):
     """The report entry of one live service."""
     host_userns = _inspect.link_inode(host_links['user'])
-    members = scan.in_subtree(record.pidns_inode)
+    if record.pidns_inode == _inspect.link_inode(host_links['pid']):
+        # A sandbox in the host's PID namespace (bwrap without pid in unshare): its processes are
+        # its own process tree, not every process of the host.
+        members = _descendants(record.pid)
+    else:
+        members = scan.in_subtree(record.pidns_inode)
     init_pid = _engine_init(record)
     processes = [p for p in (process_facts(pid, host_userns, init_pid) for pid in members) if p]
     workload = [p for p in processes if not p['engine_init']] or processes
@@ -152,9 +168,10 @@ def audit_service(store, record, scan, host_links, host_pids, timeout):
             host_ids[path] = None
     targets = []
     for pid in sorted(p for p in host_pids if p not in inside_numbers):
-        ident = _inspect.identity(pid)
-        if ident is not None:
-            targets.append([pid, ident.start_time])
+        try:
+            targets.append([pid, _inspect.start_time(pid)])
+        except (OSError, IndexError, ValueError):
+            continue  # gone
 
     observed, probe_error = None, None
     try:

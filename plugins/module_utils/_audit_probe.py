@@ -165,7 +165,13 @@ def _prober(creds, paths, host_pids, report_w):
 def _joiner(fds, target_pid, creds, paths, host_pids, report_w):
     _syscalls.prctl(PR_SET_DUMPABLE, 0)
     _syscalls.set_pdeathsig(signal.SIGKILL)
-    os.setgroups(creds['host_groups'])
+    try:
+        os.setgroups(creds['host_groups'])
+    except OSError:
+        # An unprivileged owner auditing its own rootless sandbox keeps its groups when they are
+        # the service's already; anything else would probe with the wrong groups.
+        if sorted(os.getgroups()) != sorted(creds['host_groups']):
+            raise
     _enter._join_outer_owner(fds, target_pid)
     done = set()
     for attempt in (0, 1):
@@ -216,7 +222,7 @@ def _read_report(report_r, timeout):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ProbeError('no answer within %s s' % timeout)
-        ready, _, _ = select.select([report_r], [], [], remaining)
+        ready = select.select([report_r], [], [], remaining)[0]
         if not ready:
             continue
         data = os.read(report_r, 65536)
@@ -239,8 +245,9 @@ def _read_report(report_r, timeout):
 
 def probe(target, creds, paths, host_pids, timeout=20.0):
     """Look from inside the namespaces of ``target`` (a ``ProcessIdentity`` of the service's
-    process), try ``kill(pid, 0)`` on ``host_pids`` (``[pid, start_time]`` pairs) with ``creds`` (``host_groups``, ``uids``, ``gids`` as ids inside the service's
-    user namespace, ``cap_eff``, ``cap_prm``); return the observations dict.
+    process) with ``creds`` (``host_groups``, ``uids``, ``gids`` as ids inside the service's
+    user namespace, ``cap_eff``, ``cap_prm``): ``paths`` to test for write access, ``host_pids``
+    (``[pid, start_time]`` pairs) to try ``kill(pid, 0)`` on. Returns the observations dict.
 
     The target is pinned by a pidfd opened before its identity is checked; its namespace files
     are opened while the pidfd shows it alive, so a reused PID is never entered.
@@ -295,7 +302,7 @@ def _reap(child, grace=0.0):
     deadline = time.monotonic() + grace
     while True:
         try:
-            done, _ = os.waitpid(child, os.WNOHANG)
+            done = os.waitpid(child, os.WNOHANG)[0]
         except OSError as exc:
             if exc.errno == errno.ECHILD:
                 return

@@ -211,7 +211,7 @@ findings:
   returned: always
   type: int
 finding_messages:
-  description: Every finding as C(SERVICE: finding).
+  description: Every finding as C(SERVICE) followed by a colon and the finding.
   returned: always
   type: list
   elements: str

@@ -173,3 +173,25 @@ def test_the_audit_of_a_missing_state_dir_is_empty(tmp_path):
     result = _audit.audit(None)
     assert result['services'] == [] and result['findings'] == 0
     assert not os.path.exists(str(tmp_path / 'none'))
+
+
+def test_a_sandbox_in_the_hosts_pid_namespace_is_judged_on_its_own_tree(host_sleeper, tmp_path):
+    ident = _inspect.identity(host_sleeper.pid)
+    store = Store(str(tmp_path / 'state'))
+    host_links = _inspect.namespaces_of(os.getpid())
+
+    def record(spec):
+        return Record('shared', module='bwrap_sandbox', spec=spec, spec_hash='sha256:x', pid=ident.pid,
+                      start_time=ident.start_time, pidns_inode=ident.pidns_inode, service_pid=ident.pid,
+                      started_at='now', log_path=None, namespaces=host_links)
+    declared = _audit.audit_service(store, record({'unshare': ['net'], 'privileged': True}), _audit.HostScan(),
+                                    host_links, {os.getpid(), 1}, 20)
+    assert [p['pid'] for p in declared['processes']] == [ident.pid]
+    assert declared['pid_namespace_count_on_host'] == 1
+    # Root in the host's PID namespace reaches this process; its spec shares the PID namespace on purpose.
+    assert declared['host_pids_reachable'] == sorted([os.getpid(), 1])
+    assert declared['findings'] == ['shares the mount, net namespace(s) of the host although its spec asks '
+                                    'for its own']
+    undeclared = _audit.audit_service(store, record({'unshare': ['net']}), _audit.HostScan(), host_links,
+                                      {os.getpid(), 1}, 20)
+    assert any('runs as host root' in f for f in undeclared['findings'])
