@@ -63,7 +63,7 @@ RLIMIT_RESOURCES = {
 UNLIMITED = 'unlimited'
 NAME_PATTERN = re.compile(r'[A-Za-z0-9_.-]{1,64}')
 # Never part of the hash: they say where/how to converge, not what runs.
-UNHASHED = ('state', 'name', 'state_dir', 'detach', 'timeout', 'creates', 'removes')
+UNHASHED = ('state', 'name', 'state_dir', 'detach', 'timeout', 'creates', 'removes', 'owner')
 
 # /proc/PID/ns/<entry> -> user-facing type
 _PROC_NS_TYPE = {
@@ -242,6 +242,16 @@ def validate_name(name):
     if not NAME_PATTERN.fullmatch(text) or text in ('.', '..'):
         raise SpecError('name', name, 'is not a valid service name',
                         'use 1 to 64 characters from A-Z a-z 0-9 _ . - (not "." or "..")')
+    return text
+
+
+def validate_owner(owner):
+    """An owner label: the same characters as a name (it is compared, never used as a path)."""
+    text = _text('owner', owner)
+    if not NAME_PATTERN.fullmatch(text) or text in ('.', '..'):
+        raise SpecError('owner', owner, 'is not a valid owner label',
+                        'use 1-64 characters from A-Z a-z 0-9 _ . - (e.g. the role or playbook that '
+                        'manages the service)')
     return text
 
 
@@ -566,6 +576,7 @@ LIFECYCLE_OPTIONS = (
     Option('creates', 'path', normalise=_any_path('creates')),
     Option('removes', 'path', normalise=_any_path('removes')),
     Option('state_dir', 'path', normalise=_abs_path('state_dir')),
+    Option('owner', normalise=validate_owner),
 )
 
 
@@ -830,7 +841,7 @@ pid_namespace_spec = namespace_spec
 
 # What state stopped and state absent read of a task: the rest describes a service to start, and
 # may no longer hold by teardown time (a bind source removed, a user deleted, a netns gone).
-STOP_OPTIONS = ('name', 'state', 'detach', 'state_dir', 'stop_signal', 'stop_timeout')
+STOP_OPTIONS = ('name', 'state', 'detach', 'state_dir', 'stop_signal', 'stop_timeout', 'owner')
 
 
 def validate_lifecycle(params):
@@ -865,7 +876,7 @@ def validate_lifecycle(params):
     elif params.get('log_path') is not None:
         raise SpecError('log_path', params['log_path'], 'only applies to detach: true',
                         'remove log_path; a one-shot returns stdout and stderr')
-    for option in ('chdir', 'log_path', 'state_dir', 'timeout', 'creates', 'removes'):
+    for option in ('chdir', 'log_path', 'state_dir', 'timeout', 'creates', 'removes', 'owner'):
         _value(params, option)
     return name, state, detach
 

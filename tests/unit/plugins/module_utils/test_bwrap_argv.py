@@ -512,6 +512,14 @@ def test_driver_restart_runs_the_collection_init_as_pid_1_inside(driver):
     compile(source, 'init.py', 'exec')
 
 
+def test_result_argv_hides_setenv_values_but_keeps_names_and_the_command():
+    from ansible_collections.linuxns.isolation.plugins.module_utils._bwrap_driver import masked_argv
+    argv = ['bwrap', '--setenv', 'TOKEN', 's3cret', '--setenv', 'X', '--setenv', '--ro-bind', '/usr', '/usr',
+            '--', 'env', '--setenv', 'shown']
+    assert masked_argv(argv) == ['bwrap', '--setenv', 'TOKEN', 'VALUE_HIDDEN', '--setenv', 'X', 'VALUE_HIDDEN',
+                                 '--ro-bind', '/usr', '/usr', '--', 'env', '--setenv', 'shown']
+
+
 # -- host paths: refused in a real run, a warning in check mode ------------------------------------
 
 def test_missing_bind_file_and_seccomp_sources_are_warnings_in_check_mode(tmp_path):
