@@ -25,7 +25,7 @@ options:
       - V(stopped) stops the service if it runs and keeps its record (and log).
       - V(absent) stops the service if it runs and removes its record, status file and log.
         It needs only O(name) and works with either value of O(detach).
-      - "V(stopped) and V(absent) read only O(name), O(state_dir), O(stop_signal) and O(stop_timeout). The other
+      - "V(stopped) and V(absent) read only O(name), O(state_dir), O(owner), O(stop_signal) and O(stop_timeout). The other
         options of the task are neither used nor checked, so one task with C(state: '{{ svc_state }}') tears
         down a service whose bind sources, user or joined namespaces are already gone."
       - V(restarted) always stops (if running) and starts the service.

@@ -385,7 +385,7 @@ class BwrapDriver(Driver):
 
     def extra_result(self):
         launch = self.launch
-        return {'argv': masked_argv(launch.argv) if launch else None,
+        return {'argv': masked_argv(launch.argv) if launch and launch.argv else None,
                 'bwrap_version': _bwrap.version_text(launch.version) if launch and launch.version else None}
 
     def build(self, params, host=None):

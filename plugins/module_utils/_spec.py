@@ -848,7 +848,9 @@ pid_namespace_spec = namespace_spec
 
 # What state stopped and state absent read of a task: the rest describes a service to start, and
 # may no longer hold by teardown time (a bind source removed, a user deleted, a netns gone).
-STOP_OPTIONS = ('name', 'state', 'detach', 'state_dir', 'stop_signal', 'stop_timeout')
+STOP_OPTIONS = ('name', 'state', 'detach', 'state_dir', 'stop_signal', 'stop_timeout', 'owner')
+
+
 def _refuse_privileged_maps(option, ranges):
     """SpecError when root's explicit map reaches host id 0 or a real account (needs privileged)."""
     if not ranges:

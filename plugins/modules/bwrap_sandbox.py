@@ -420,7 +420,8 @@ argv:
       are the fixed ones the module uses (3 for C(--info-fd), 4 for C(--json-status-fd) of a one-shot or the
       init's status file of a restarting service, 5 and up for O(seccomp) and V(file) contents).
     - The value of every C(--setenv NAME VALUE) reads C(VALUE_HIDDEN) (the values of O(env) never appear in results).
-    - Null for O(state=stopped) and O(state=absent), which build no sandbox.
+    - Null for O(state=stopped) and O(state=absent), which build no sandbox, and in check mode when bwrap is not
+      installed yet.
   returned: always
   type: list
   elements: str
