@@ -292,10 +292,11 @@ class BwrapDriver(Driver):
         self.launch = BwrapLaunch(spec, process, lifecycle, path, version, argv)
         return canonical, self.launch
 
-    def start(self, launch, log_path, status_path):
+    def start(self, launch, log_path, status_path, alive_fd=None):
         # The command (or the in-sandbox init) execs only on commit(), once the record is written.
         started = _bwrap.start_detached(launch.spec, launch.version, log_path, None,
-                                        bwrap_path=launch.bwrap_path, process=launch.process, commit=True)
+                                        bwrap_path=launch.bwrap_path, process=launch.process, commit=True,
+                                        alive_fd=alive_fd)
         ident = _inspect.identity(started.child_pid)
         if ident is None:
             started.abort()

@@ -46,8 +46,9 @@ class Driver(object):
         """Validate ``params`` (raise SpecError) and return ``(canonical_dict, launch)``."""
         raise NotImplementedError
 
-    def start(self, launch, log_path, status_path):
-        """Start the service detached; return an object with the fields of ``_launcher.Started``."""
+    def start(self, launch, log_path, status_path, alive_fd=None):
+        """Start the service detached; return an object with the fields of ``_launcher.Started``.
+        ``alive_fd``: the service's lock (``_alive``), for its PID 1 to hold for its whole life."""
         raise NotImplementedError
 
     def run_oneshot(self, launch, timeout, stdin=None):
@@ -79,10 +80,10 @@ class PidNamespaceDriver(Driver):
         canonical = _hash_inputs.with_outside_inputs(_spec.canonical(params, self.options))
         return canonical, PidLaunch(process, namespaces, lifecycle)
 
-    def start(self, launch, log_path, status_path):
+    def start(self, launch, log_path, status_path, alive_fd=None):
         from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher
         return _launcher.start_detached(launch.process, launch.namespaces, launch.lifecycle,
-                                        log_path, status_path, commit=True)
+                                        log_path, status_path, commit=True, alive_fd=alive_fd)
 
     def run_oneshot(self, launch, timeout, stdin=None):
         from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher
@@ -177,12 +178,12 @@ def _header(module, name, what):
 
 def _diff(driver, name, state, record, live, actions, canonical, damaged=False):
     before_spec = record.spec if record is not None and (live or 'remove' in actions) else None
-    if live:
+    if live and record is not None:
         before_what = 'running (pid %d)' % record.pid
     elif record is not None:
         before_what = 'not running (record kept)'
     elif damaged:
-        before_what = 'damaged record'
+        before_what = 'damaged record, its service running' if live else 'damaged record'
     else:
         before_what = 'absent'
     runs_after = 'start' in actions or (live and not actions and state == 'started')
@@ -246,6 +247,7 @@ def _read(store, name, state):
 
 
 def _converge_service(params, driver, store, name, state, canonical, launch, desired_hash, dry):
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _alive
     from ansible_collections.linuxns.isolation.plugins.module_utils._store import BEHAVIOUR_VERSION
     record, damaged = _read(store, name, state)
     check_owning_module(record, driver.module)
@@ -256,7 +258,9 @@ def _converge_service(params, driver, store, name, state, canonical, launch, des
     # A task that names no owner keeps the recorded one, also across a restart.
     owner_after = owner if owner is not None else recorded_owner
     if damaged:
-        actions = ['remove']
+        # What runs is found through the lock its PID 1 holds (_alive), never by command line.
+        live = bool(_alive.holders(store, name))
+        actions = (['stop'] if live else []) + ['remove']
     elif record is not None and owner_after != recorded_owner and 'remove' not in actions \
             and 'start' not in actions:
         actions.append('relabel')
@@ -265,11 +269,14 @@ def _converge_service(params, driver, store, name, state, canonical, launch, des
     if owner_after != recorded_owner and state != 'absent':
         diff['before']['owner'], diff['after']['owner'] = recorded_owner, owner_after
     if not dry:
-        if 'stop' in actions:
+        if 'stop' in actions and damaged:
+            _alive.stop(store, name)
+        elif 'stop' in actions:
             stop_signal, stop_timeout = _stop_settings(params, record)
             driver.stop(store, record, stop_signal, stop_timeout)
         if 'remove' in actions:
             store.remove(name)
+            _alive.remove(store, name)
         if 'start' in actions:
             record = _start(params, driver, store, name, canonical, launch, desired_hash, owner_after)
         if 'relabel' in actions:
@@ -317,6 +324,7 @@ def _unlink(path):
 
 
 def _start(params, driver, store, name, canonical, launch, desired_hash, owner=None):
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _alive
     from ansible_collections.linuxns.isolation.plugins.module_utils._store import Record
     store.ensure_dir()
     log_path = _spec.OPTIONS['log_path'].normalise(params['log_path']) if params.get('log_path') \
@@ -330,8 +338,10 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
     except OSError:
         log_offset, log_existed = 0, False
     record = None
+    alive_fd = _alive.create(store, name)
     try:
-        started = driver.start(launch, log_path, status_path)
+        # The service's PID 1 holds alive_fd (its lock) for its life; this copy closes below.
+        started = driver.start(launch, log_path, status_path, alive_fd=alive_fd)
         record = Record(
             name, module=driver.module, spec=canonical, spec_hash=desired_hash, pid=started.pid,
             start_time=started.start_time, pidns_inode=started.pidns_inode,
@@ -354,9 +364,11 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
         # The default log goes with the record; a log_path the user named and that held
         # earlier output stays theirs.
         keep_log = log_existed and log_path != store.log_path(name)
-        _discard(driver, store, record, (store.record_path(name), status_path)
+        _discard(driver, store, record, (store.record_path(name), status_path, _alive.alive_path(store, name))
                  + (() if keep_log else (log_path,)))
         raise
+    finally:
+        os.close(alive_fd)
     return record
 
 
