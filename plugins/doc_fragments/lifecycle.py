@@ -173,10 +173,10 @@ notes:
     and of C(file) mounts' sources (bwrap_sandbox) and the namespace behind each C(join)
     path (pid_namespace). A changed filter or file, or a netns deleted and added again under the same name,
     restarts the service on the next run; unchanged ones never do.
-  - A start is committed only once its record is written. Until then the command does not run (init
-    V(tini) and V(none) and bwrap wait before their exec, the builtin init before it supervises); if the
-    module dies first (killed, timed out), the service ends without having run, so no service is ever left
-    running that no record names.
+  - A start is committed only once its record is written. Until then init V(tini) and V(none) and bwrap
+    wait before they exec the command, and the builtin init (which has started it) does not supervise it
+    yet. If the module dies first (killed, timed out), the service ends, so no service is ever left running
+    that no record names.
   - Every bad option value fails the task before anything changes, with a message naming the option, the
     value and the fix.
   - In check mode nothing is touched (no process, no file, not even O(state_dir)); the result and the
