@@ -28,6 +28,11 @@ options:
       - "V(stopped) and V(absent) read only O(name), O(state_dir), O(owner), O(stop_signal) and O(stop_timeout). The other
         options of the task are neither used nor checked, so one task with C(state: '{{ svc_state }}') tears
         down a service whose bind sources, user or joined namespaces are already gone."
+      - A damaged record (not valid JSON) is removed by V(absent) too, after what still runs of that service
+        is stopped. Every start gives the service's PID 1 a lock on C(NAME.alive) in O(state_dir) that it
+        holds for its whole life; with a damaged record the PID 1 holding it is killed (SIGKILL, since the
+        stop settings were in the record) with its PID namespace. A service is never looked up by its
+        command line.
       - V(restarted) always stops (if running) and starts the service.
       - With O(detach=false) only V(started) (run the command) and V(absent) are accepted.
     type: str
@@ -211,6 +216,14 @@ notes:
     namespace types sorted, O(command) split into O(argv), signals as names, values equal to the default
     dropped). Re-running the same task never restarts a running service; changing an option restarts it
     once. O(name), O(state), O(detach), O(state_dir), O(timeout), O(creates) and O(removes) never take part.
+  - The spec hash also covers what a service takes from outside the task, the content of a seccomp program
+    and of C(file) mounts' sources (bwrap_sandbox) and the namespace behind each C(join)
+    path (pid_namespace). A changed filter or file, or a netns deleted and added again under the same name,
+    restarts the service on the next run; unchanged ones never do.
+  - A start is committed only once its record is written. Until then init V(tini) and V(none) and bwrap
+    wait before they exec the command, and the builtin init (which has started it) does not supervise it
+    yet. If the module dies first (killed, timed out), the service ends, so no service is ever left running
+    that no record names.
   - Every bad option value fails the task before anything changes, with a message naming the option, the
     value and the fix.
   - In check mode nothing is touched (no process, no file, not even O(state_dir)); the result and the

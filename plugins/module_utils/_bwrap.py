@@ -138,6 +138,8 @@ STATUS_FD = 4
 DATA_FD_BASE = 5
 # The user namespace root makes for an unprivileged sandbox (``--userns``), above the data fds.
 USERNS_FD = 63
+# The service's NAME.alive lock (``_alive``), held by the sandbox's PID 1 through --sync-fd.
+SYNC_FD = 61
 # Seconds bwrap gets to reap a killed sandbox before it is killed as well.
 KILL_GRACE = 5.0
 
@@ -710,7 +712,8 @@ def _userns_unshare_args(spec):
     return args
 
 
-def build_argv(spec, version, info_fd=None, json_status_fd=None, bwrap_path=None, block_fd=None, userns_fd=None):
+def build_argv(spec, version, info_fd=None, json_status_fd=None, bwrap_path=None, block_fd=None, userns_fd=None,
+               sync_fd=None):
     """The exact bwrap command line for ``spec`` on a bwrap of ``version``.
 
     Order: the bwrap executable, namespace options, process options, status
@@ -758,6 +761,8 @@ def build_argv(spec, version, info_fd=None, json_status_fd=None, bwrap_path=None
         args += ['--json-status-fd', str(json_status_fd)]
     if block_fd is not None:
         args += ['--block-fd', str(block_fd)]
+    if sync_fd is not None:
+        args += ['--sync-fd', str(sync_fd)]
     # bwrap applies environment options while parsing, so --clearenv goes first.
     if spec.clear_env:
         args.append('--clearenv')
@@ -1252,7 +1257,7 @@ def _tail(path, offset, limit=4000):
 
 
 def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_path=None,
-                   ready_timeout=30.0, process=None, commit=False, userns_fd=None, pass_fds=None):
+                   ready_timeout=30.0, process=None, commit=False, userns_fd=None, pass_fds=None, alive_fd=None):
     """Start the sandbox in the background; returns :class:`Started` once the command runs.
 
     bwrap gets a new session, stdin ``/dev/null``, stdout+stderr appended to
@@ -1267,12 +1272,16 @@ def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_pa
     sandbox running its command (``_bwrap_commit``).
     ``pass_fds`` ({target: fd}) are handed to bwrap, which passes them on to the sandbox.
     The log and the status file are never opened through a planted link or FIFO.
+
+    ``alive_fd`` (see ``_alive``) is bwrap's ``--sync-fd``: its reaper (the sandbox's PID 1) and
+    bwrap hold it while the sandbox runs, the command does not (unless it is PID 1: as_pid_1).
     """
     from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap_commit
     path = bwrap_path or find_bwrap(spec.bwrap_path)
     argv = build_argv(spec, version, INFO_FD, STATUS_FD if status_path else None, bwrap_path=path,
                       block_fd=_bwrap_commit.BLOCK_FD if commit else None,
-                      userns_fd=None if userns_fd is None else USERNS_FD)
+                      userns_fd=None if userns_fd is None else USERNS_FD,
+                      sync_fd=SYNC_FD if alive_fd is not None else None)
     bwrap_exe = os.stat(path)
     bwrap_exe = (bwrap_exe.st_dev, bwrap_exe.st_ino)
     opened = []
@@ -1299,6 +1308,8 @@ def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_pa
         fd_map = {0: null_fd, 1: log_fd, 2: log_fd, INFO_FD: info_w}
         if status_path:
             fd_map[STATUS_FD] = status_fd
+        if alive_fd is not None:
+            fd_map[SYNC_FD] = alive_fd
         if commit:
             block_fd, release_fd = _bwrap_commit.block_pipe()
             opened.append(block_fd)

@@ -446,7 +446,7 @@ class BwrapDriver(Driver):
                 _idrange.release(identity.holder)
             raise
 
-    def start(self, launch, log_path, status_path):
+    def start(self, launch, log_path, status_path, alive_fd=None):
         process, userns_fd = self._identity(launch)
         supervised = launch.lifecycle.restart != 'no'
         status_fd = None
@@ -461,7 +461,7 @@ class BwrapDriver(Driver):
             # The command (or the in-sandbox init) execs only on commit(), once the record is written.
             started = _bwrap.start_detached(launch.spec, launch.version, log_path, None,
                                             bwrap_path=launch.bwrap_path, process=process, commit=True,
-                                            userns_fd=userns_fd,
+                                            userns_fd=userns_fd, alive_fd=alive_fd,
                                             pass_fds={INIT_STATUS_FD: status_fd} if supervised else None)
         finally:
             for fd in (userns_fd, status_fd):

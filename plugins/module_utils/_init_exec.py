@@ -149,7 +149,7 @@ def module_source(short_name):
     return full_name, source, getattr(module, '__file__', None) or '<%s>' % full_name
 
 
-def build_payload(process, lifecycle, status_fd, commit_fd=None):
+def build_payload(process, lifecycle, status_fd, commit_fd=None, alive_fd=None):
     """The bytes PID 1 hands to the fresh interpreter; raises when they cannot be built."""
     import marshal
     sources = {}
@@ -160,12 +160,13 @@ def build_payload(process, lifecycle, status_fd, commit_fd=None):
               'lifecycle': _fields(lifecycle, LIFECYCLE_FIELDS),
               'status_fd': status_fd,
               'commit_fd': commit_fd,
+              'alive_fd': alive_fd,
               'environ': dict(os.environ)}
     return marshal.dumps({'bootstrap': _BOOTSTRAP, 'sources': sources, 'config': config,
                           'main': '%s._init_exec' % ENGINE})
 
 
-def exec_init(payload, report_w, commit_fd=None, status_fd=None):
+def exec_init(payload, report_w, commit_fd=None, status_fd=None, alive_fd=None):
     """Replace this process (PID 1) by a fresh interpreter running the init; returns only when the
     exec failed, with the reason, and ``report_w`` back to close-on-exec."""
     executable = sys.executable
@@ -181,7 +182,7 @@ def exec_init(payload, report_w, commit_fd=None, status_fd=None):
             data = data[os.write(payload_fd, data):]
         os.lseek(payload_fd, 0, os.SEEK_SET)
         os.set_inheritable(report_w, True)
-        for fd in (commit_fd, status_fd):
+        for fd in (commit_fd, status_fd, alive_fd):
             if fd is not None:
                 os.set_inheritable(fd, True)
         os.execve(executable, [executable, '-I', '-S', '-c', _READ_PAYLOAD, str(payload_fd),
@@ -192,21 +193,21 @@ def exec_init(payload, report_w, commit_fd=None, status_fd=None):
         # Reached only when the exec failed.
         os.close(payload_fd)
         os.set_inheritable(report_w, False)
-        for fd in (commit_fd, status_fd):
+        for fd in (commit_fd, status_fd, alive_fd):
             if fd is not None:
                 os.set_inheritable(fd, False)
 
 
-def start(process, lifecycle, report_w, status_fd, payload, commit_fd=None):
+def start(process, lifecycle, report_w, status_fd, payload, commit_fd=None, alive_fd=None):
     """In PID 1: run the init in a fresh interpreter from ``payload`` (bytes, or the text of why it
     could not be built), else here. Never returns."""
     if isinstance(payload, bytes):
-        reason = exec_init(payload, report_w, commit_fd, status_fd)
+        reason = exec_init(payload, report_w, commit_fd, status_fd, alive_fd)
     else:
         reason = payload
     _say('cannot run the init in a fresh interpreter (%s); it runs in a fork of the launching '
          'process instead, which keeps that process\'s memory' % (reason,))
-    run_builtin(process, lifecycle, report_w, status_fd, commit_fd)
+    run_builtin(process, lifecycle, report_w, status_fd, commit_fd, alive_fd)
 
 
 # -- init side (the exec'd interpreter, or the fallback) ---------------------------------------------
@@ -224,7 +225,7 @@ def main(config, report_w):
     os.environ.clear()
     os.environ.update(config['environ'])
     run_builtin(_Fields(config['process']), _Fields(config['lifecycle']), report_w,
-                config.get('status_fd'), config.get('commit_fd'))
+                config.get('status_fd'), config.get('commit_fd'), config.get('alive_fd'))
 
 
 def _say(text):
@@ -248,6 +249,16 @@ def _set_name(name):
         _syscalls.set_name(name)
     except (ImportError, OSError):
         pass
+
+
+def _path_of(fd):
+    """The path the store opened ``fd`` at (the status file names the service), or None."""
+    if fd is None:
+        return None
+    try:
+        return os.readlink('/proc/self/fd/%d' % fd)
+    except OSError:
+        return None
 
 
 def init_title(status_path):
@@ -365,17 +376,19 @@ def _await_commit(commit_fd, service_pid):
         _abandon(service_pid, 'recorded the service')
 
 
-def run_builtin(process, lifecycle, report_w, status_fd, commit_fd=None):
+def run_builtin(process, lifecycle, report_w, status_fd, commit_fd=None, alive_fd=None):
     """Supervise ``process`` with the builtin init; the first spawn answers the launcher on
     ``report_w`` (service exec'd, or why not) and, with ``commit_fd``, waits until the launcher
     has recorded it. ``status_fd``: the status file the launcher opened (None: no status).
     Never returns."""
     from ansible_collections.linuxns.isolation.plugins.module_utils._init import run_init
-    _close_fds(tuple(fd for fd in (report_w, commit_fd, status_fd) if fd is not None))
+    # ``alive_fd`` (the service's NAME.alive lock) stays open here for the init's whole life; the
+    # service never gets it (every fork closes what it does not keep before its exec).
+    _close_fds(tuple(fd for fd in (report_w, commit_fd, status_fd, alive_fd) if fd is not None))
     if status_fd is not None:
         os.set_inheritable(status_fd, False)
     _set_name(INIT_NAME)
-    _set_title(init_title(status_path))
+    _set_title(init_title(_path_of(status_fd)))
     state = {'report_w': report_w}
 
     def spawn():

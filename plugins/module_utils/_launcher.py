@@ -355,14 +355,14 @@ def _wait_status(pid):
 
 
 def _launch_child(setup, process, lifecycle, detached, report_w, go_r, stdio, parent_pid,
-                  status_fd, tini_path, init_payload=None, commit_r=None):
+                  status_fd, tini_path, init_payload=None, commit_r=None, alive_fd=None):
     """C: enter the namespaces, fork PID 1, then report its status (one-shot) or leave (detached)."""
     if detached:
         os.setsid()
     else:
         _die_with_parent(parent_pid)
     _stdio(stdio)
-    _process.close_fds(keep=tuple(fd for fd in (report_w, go_r, commit_r, status_fd) if fd is not None))
+    _process.close_fds(keep=tuple(fd for fd in (report_w, go_r, commit_r, status_fd, alive_fd) if fd is not None))
     setup.join_and_unshare()
     if setup.creates_user:
         _process.report(report_w, {'t': 'unshared'})
@@ -380,9 +380,9 @@ def _launch_child(setup, process, lifecycle, detached, report_w, go_r, stdio, pa
         os.close(alive_w)
         _process.child_main(report_w, lambda: _pid1(
             setup, process, lifecycle, report_w, None if detached else alive_r, status_fd, tini_path,
-            init_payload, commit_r))
+            init_payload, commit_r, alive_fd))
     os.close(alive_r)
-    for fd in (commit_r, status_fd):
+    for fd in (commit_r, status_fd, alive_fd):
         if fd is not None:
             os.close(fd)
     _process.report(report_w, {'t': 'pid1', 'pid': pid})
@@ -393,7 +393,8 @@ def _launch_child(setup, process, lifecycle, detached, report_w, go_r, stdio, pa
     _process.report(report_w, {'t': 'status', 'wait': status})
 
 
-def _pid1(setup, process, lifecycle, report_w, alive_r, status_fd, tini_path, init_payload, commit_r=None):
+def _pid1(setup, process, lifecycle, report_w, alive_r, status_fd, tini_path, init_payload, commit_r=None,
+          alive_fd=None):
     """G: PID 1 of the new PID namespace. A detached builtin init gets ``init_payload`` and runs in
     a fresh interpreter (``_init_exec``); a one-shot's stays in this fork, which dies with the run."""
     init = _field(lifecycle, 'init', 'builtin') or 'builtin'
@@ -411,19 +412,22 @@ def _pid1(setup, process, lifecycle, report_w, alive_r, status_fd, tini_path, in
             raise _process.SetupError('exec', _process.exec_failure_text(
                 process.argv[0], OSError(errno.ENOENT, 'not found'), env))
         argv = [tini_path, '-s', '--'] + list(process.argv) if init == 'tini' else None
+        if alive_fd is not None:
+            os.set_inheritable(alive_fd, True)  # the exec'd PID 1 holds the service's lock
         if commit_r is None:
-            _process.apply_and_exec(process, argv=argv, report_fd=report_w, parent_alive_fd=alive_r)
+            _process.apply_and_exec(process, argv=argv, report_fd=report_w, parent_alive_fd=alive_r,
+                                    keep_fds=(alive_fd,) if alive_fd is not None else ())
         else:
-            _exec_after_commit(process, argv, report_w, commit_r, alive_r)
+            _exec_after_commit(process, argv, report_w, commit_r, alive_r, alive_fd)
     else:
         from ansible_collections.linuxns.isolation.plugins.module_utils import _init_exec
         if init_payload is not None:
-            _init_exec.start(process, lifecycle, report_w, status_fd, init_payload, commit_r)
+            _init_exec.start(process, lifecycle, report_w, status_fd, init_payload, commit_r, alive_fd)
         else:
-            _init_exec.run_builtin(process, lifecycle, report_w, status_fd, commit_r)
+            _init_exec.run_builtin(process, lifecycle, report_w, status_fd, commit_r, alive_fd)
 
 
-def _exec_after_commit(process, argv, report_w, commit_r, parent_alive_fd=None):
+def _exec_after_commit(process, argv, report_w, commit_r, parent_alive_fd=None, alive_fd=None):
     """init tini/none of a detached start: everything up to the exec is done (a failure is
     reported to the launcher as usual), then the launcher returns (``report_w`` closes) and the
     exec waits for the commit byte. EOF instead means the caller died before it recorded the
@@ -444,7 +448,8 @@ def _exec_after_commit(process, argv, report_w, commit_r, parent_alive_fd=None):
         committed.append(True)
 
     try:
-        _process.apply_and_exec(process, argv=argv, report_fd=report_w, keep_fds=(commit_r,),
+        _process.apply_and_exec(process, argv=argv, report_fd=report_w,
+                                keep_fds=tuple(fd for fd in (commit_r, alive_fd) if fd is not None),
                                 parent_alive_fd=parent_alive_fd, before_exec=wait_for_commit)
     except _process.SetupError as exc:
         if not committed:
@@ -546,13 +551,13 @@ def _find_service(pid1, nspid, tini):
     return None
 
 
-def _builtin_init_payload(process, lifecycle, status_fd, commit_fd=None):
+def _builtin_init_payload(process, lifecycle, status_fd, commit_fd=None, alive_fd=None):
     """What PID 1 needs to run the builtin init in a fresh interpreter, read here while the
     caller's files (an AnsiballZ zip) still exist; else the text of why not (it then runs in the
     fork and says so in the log)."""
     try:
         from ansible_collections.linuxns.isolation.plugins.module_utils import _init_exec
-        return _init_exec.build_payload(process, lifecycle, status_fd, commit_fd)
+        return _init_exec.build_payload(process, lifecycle, status_fd, commit_fd, alive_fd)
     except Exception as exc:  # any failure only costs memory: the init falls back to the fork
         return '%s: %s' % (type(exc).__name__, exc)
 
@@ -588,7 +593,7 @@ def _open_service_files(log_path, status_path):
                          'itself' % (status_path, getattr(exc, 'problem', None) or getattr(exc, 'strerror', exc)))
 
 
-def start_detached(process, namespaces, lifecycle, log_path, status_path, commit=False):
+def start_detached(process, namespaces, lifecycle, log_path, status_path, commit=False, alive_fd=None):
     """Start ``process`` as a background service in new namespaces; returns ``Started`` once
     the namespaces exist and the service was exec'd. ``pid`` is the host PID of the new PID
     namespace's PID 1, ``service_pid`` that of the user's process.
@@ -598,14 +603,17 @@ def start_detached(process, namespaces, lifecycle, log_path, status_path, commit
     nothing names. The builtin init supervises only once committed (it has forked the service,
     and kills it on EOF); with ``init: tini`` or ``none`` PID 1 has done everything up to the exec
     and execs only on the commit byte (EOF: it exits). ``service_pid`` is then None for tini
-    until ``commit()`` returns it."""
+    until ``commit()`` returns it.
+
+    ``alive_fd`` (see ``_alive``): PID 1 holds it for its whole life (the builtin init keeps it
+    from the service; with tini or none the exec'd PID 1 inherits it)."""
     from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
     setup = _setup_for(namespaces)
     tini_path = _tini_path(lifecycle)
     builtin = (_field(lifecycle, 'init', 'builtin') or 'builtin') == 'builtin'
     log_fd, status_fd = _open_service_files(log_path, status_path if builtin else None)
     commit_r, commit_w = _pipe() if commit else (None, None)
-    init_payload = _builtin_init_payload(process, lifecycle, status_fd, commit_r) if builtin else None
+    init_payload = _builtin_init_payload(process, lifecycle, status_fd, commit_r, alive_fd) if builtin else None
     null_fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     report_r, report_w = _pipe()
     go_r, go_w = _pipe()
@@ -614,7 +622,7 @@ def start_detached(process, namespaces, lifecycle, log_path, status_path, commit
     if pid == 0:
         _process.child_main(report_w, lambda: _launch_child(
             setup, process, lifecycle, True, report_w, go_r, (null_fd, log_fd, log_fd), parent_pid,
-            status_fd, tini_path, init_payload, commit_r))
+            status_fd, tini_path, init_payload, commit_r, alive_fd))
     for fd in (report_w, go_r, log_fd, null_fd, commit_r, status_fd):
         if fd is not None:
             os.close(fd)

@@ -58,8 +58,9 @@ class Driver(object):
         """
         raise NotImplementedError
 
-    def start(self, launch, log_path, status_path):
-        """Start the service detached; return an object with the fields of ``_launcher.Started``."""
+    def start(self, launch, log_path, status_path, alive_fd=None):
+        """Start the service detached; return an object with the fields of ``_launcher.Started``.
+        ``alive_fd``: the service's lock (``_alive``), for its PID 1 to hold for its whole life."""
         raise NotImplementedError
 
     def run_oneshot(self, launch, timeout, stdin=None):
@@ -120,10 +121,10 @@ class PidNamespaceDriver(Driver):
         self.allocated_ids = block.as_record()
         return with_id_block(launch.namespaces, block)
 
-    def start(self, launch, log_path, status_path):
+    def start(self, launch, log_path, status_path, alive_fd=None):
         from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher
         return _launcher.start_detached(launch.process, self._namespaces(launch), launch.lifecycle,
-                                        log_path, status_path, commit=True)
+                                        log_path, status_path, commit=True, alive_fd=alive_fd)
 
     def run_oneshot(self, launch, timeout, stdin=None):
         from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher
@@ -244,12 +245,12 @@ def _header(module, name, what):
 
 def _diff(driver, name, state, record, live, actions, canonical, damaged=False):
     before_spec = record.spec if record is not None and (live or 'remove' in actions) else None
-    if live:
+    if live and record is not None:
         before_what = 'running (pid %d)' % record.pid
     elif record is not None:
         before_what = 'not running (record kept)'
     elif damaged:
-        before_what = 'damaged record'
+        before_what = 'damaged record, its service running' if live else 'damaged record'
     else:
         before_what = 'absent'
     runs_after = 'start' in actions or (live and not actions and state == 'started')
@@ -323,6 +324,7 @@ def _read(store, name, state):
 
 
 def _converge_service(params, driver, store, name, state, canonical, launch, desired_hash, dry):
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _alive
     from ansible_collections.linuxns.isolation.plugins.module_utils._store import BEHAVIOUR_VERSION
     record, damaged = _read(store, name, state)
     check_owning_module(record, driver.module)
@@ -333,7 +335,9 @@ def _converge_service(params, driver, store, name, state, canonical, launch, des
     # A task that names no owner keeps the recorded one, also across a restart.
     owner_after = owner if owner is not None else recorded_owner
     if damaged:
-        actions = ['remove']
+        # What runs is found through the lock its PID 1 holds (_alive), never by command line.
+        live = bool(_alive.holders(store, name))
+        actions = (['stop'] if live else []) + ['remove']
     elif record is not None and owner_after != recorded_owner and 'remove' not in actions \
             and 'start' not in actions:
         actions.append('relabel')
@@ -342,11 +346,14 @@ def _converge_service(params, driver, store, name, state, canonical, launch, des
     if owner_after != recorded_owner and state != 'absent':
         diff['before']['owner'], diff['after']['owner'] = recorded_owner, owner_after
     if not dry:
-        if 'stop' in actions:
+        if 'stop' in actions and damaged:
+            _alive.stop(store, name)
+        elif 'stop' in actions:
             stop_signal, stop_timeout = _stop_settings(params, record)
             driver.stop(store, record, stop_signal, stop_timeout)
         if 'remove' in actions:
             store.remove(name)
+            _alive.remove(store, name)
             driver.release_ids(store, name)
         if 'start' in actions:
             record = _start(params, driver, store, name, canonical, launch, desired_hash, owner_after)
@@ -395,6 +402,7 @@ def _unlink(path):
 
 
 def _start(params, driver, store, name, canonical, launch, desired_hash, owner=None):
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _alive
     from ansible_collections.linuxns.isolation.plugins.module_utils._store import Record
     store.ensure_dir()
     log_path = _spec.OPTIONS['log_path'].normalise(params['log_path']) if params.get('log_path') \
@@ -409,8 +417,10 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
     # earlier output stays theirs.
     keep_log = log_existed and log_path != store.log_path(name)
     record = started = None
+    alive_fd = _alive.create(store, name)
     try:
-        started = driver.start(launch, log_path, status_path)
+        # The service's PID 1 holds alive_fd (its lock) for its life; this copy closes below.
+        started = driver.start(launch, log_path, status_path, alive_fd=alive_fd)
         record = Record(
             name, module=driver.module, spec=canonical, spec_hash=desired_hash, pid=started.pid,
             start_time=started.start_time, pidns_inode=started.pidns_inode,
@@ -431,13 +441,15 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
             raise
         first_moment.watch()
     except BaseException:
-        _discard(driver, store, record, (store.record_path(name), status_path),
+        _discard(driver, store, record, (store.record_path(name), status_path, _alive.alive_path(store, name)),
                  () if keep_log else (log_path,))
         try:
             driver.release_ids(store, name)
         except (LinuxnsError, OSError):
             pass
         raise
+    finally:
+        os.close(alive_fd)
     return record
 
 

@@ -64,6 +64,7 @@ options:
       - Filesystem operations, applied in this order after the O(profile)'s.
       - A later mount over the same destination hides the earlier one; a file can only be created where the parent
         is writable (not inside a read-only bind such as the profile's C(/etc)).
+      - An empty list is the same as leaving the option out (the same spec hash).
     type: list
     elements: dict
     suboptions:
@@ -85,7 +86,8 @@ options:
             message queue filesystem at O(mounts[].dest).
           - V(symlink) a symlink at O(mounts[].dest) pointing to O(mounts[].src) (kept as written, may be relative).
           - V(file) a file at O(mounts[].dest) with O(mounts[].content), or a copy of the host file
-            O(mounts[].src) (C(--file FD DEST)).
+            O(mounts[].src) (C(--file FD DEST)); the content of O(mounts[].src) is part of the spec hash, so a
+            changed source file restarts the service.
           - V(remount_ro) remounts O(mounts[].dest) read-only (not recursively).
         type: str
         required: true
@@ -156,6 +158,7 @@ options:
   unset_env:
     description:
       - Names of inherited environment variables removed inside the sandbox (C(--unsetenv)).
+      - An empty list is the same as leaving the option out (the same spec hash).
     type: list
     elements: str
   new_session:
@@ -183,6 +186,7 @@ options:
         C(CAP_) prefix, or V(ALL). They are capabilities inside the sandbox's user namespace.
       - With V(ALL) in O(cap_drop), the sandbox gets exactly O(cap_add); with V(ALL) in O(cap_add), all but
         O(cap_drop) (the order of C(docker run)). A name in both lists is refused.
+      - An empty list is the same as leaving the option out (the same spec hash).
     type: list
     elements: str
   cap_drop:
@@ -195,6 +199,7 @@ options:
       - Absolute path of a compiled seccomp BPF program (an array of C(struct sock_filter), for example from
         libseccomp's C(seccomp_export_bpf())). It is passed to bwrap as C(--seccomp FD) on an open descriptor and
         applies to the command and everything it starts.
+      - The program's content is part of the spec hash, so a changed filter restarts the service.
     type: path
   disable_userns:
     description:

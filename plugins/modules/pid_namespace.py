@@ -143,6 +143,8 @@ options:
       - Types are those of O(namespaces) except V(pid) (the service always gets a new PID namespace). A type cannot
         be both joined and listed in O(namespaces).
       - The path must be a namespace file of that type; anything else is refused before anything runs.
+      - The namespace behind each path (its inode) is part of the spec hash, so a namespace made anew under
+        the same path (C(ip netns del) then C(ip netns add)) restarts the service.
     type: dict
     default: {}
   init:

@@ -174,9 +174,9 @@ def die():
     os.kill(os.getpid(), signal.SIGKILL)
 
 class Driver(Base):
-    def start(self, launch, log_path, status_path):
+    def start(self, launch, log_path, status_path, alive_fd=None):
         os.write(1, b'starting\n')
-        started = Base.start(self, launch, log_path, status_path)
+        started = Base.start(self, launch, log_path, status_path, alive_fd)
         if mode == 'started':
             die()
         return started
@@ -273,6 +273,34 @@ def test_module_killed_mid_start_leaves_no_half_record(services, moment, engine)
     else:
         # The record the killed module wrote names the running service: nothing to do.
         assert again['changed'] is False and again['pid'] == record.pid
+
+
+@pytest.mark.parametrize('engine', sorted(ENGINES))
+def test_absent_with_a_damaged_record_stops_what_runs_before_removing(services, engine):
+    module, extra = ENGINES[engine]
+    if engine == 'tini' and shutil.which('tini') is None:
+        pytest.skip('tini is not installed')
+    if module == 'bwrap_sandbox' and shutil.which('bwrap') is None:
+        pytest.skip('bwrap is not installed')
+    driver = BwrapDriver() if module == 'bwrap_sandbox' else PidNamespaceDriver()
+    marker, argv = services.marker_argv()
+    started = services.converge('wreck', argv, driver=driver, **extra)
+    assert started['changed'] is True and len(running_commands(marker)) == 1
+    record_path = services.store.record_path('wreck')
+    with open(record_path, 'wb') as handle:
+        handle.write(b'{"name": "wre')
+    params = {'name': 'wreck', 'state': 'absent', 'state_dir': services.state_dir}
+    would = converge(params, driver, True, services.store)
+    assert would['changed'] is True and would['actions'] == ['stop', 'remove']
+    assert 'running' in would['diff']['before_header']
+    assert len(running_commands(marker)) == 1, 'check mode stopped something'
+    gone = converge(params, driver, False, services.store)
+    # Right after the task returns, not after a wait: nothing of the service runs.
+    assert gone['changed'] is True and gone['actions'] == ['stop', 'remove']
+    assert live_marked(marker) == []
+    assert not os.path.lexists(record_path)
+    assert [e for e in os.listdir(services.state_dir) if not e.endswith('.lock')] == []
+    assert converge(params, driver, False, services.store)['changed'] is False
 
 
 # -- damaged records -----------------------------------------------------------------------

@@ -51,7 +51,7 @@ class FakeDriver(_lifecycle.Driver):
         process = _spec.process_spec(params, host)
         return _spec.canonical(params, _spec.LIFECYCLE_OPTIONS), process.argv
 
-    def start(self, launch, log_path, status_path):
+    def start(self, launch, log_path, status_path, alive_fd=None):
         self.calls.append(('start', launch))
         with open(log_path, 'ab') as log:
             child = subprocess.Popen(list(launch), stdout=log, stderr=subprocess.STDOUT,
