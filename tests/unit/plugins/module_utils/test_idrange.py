@@ -307,7 +307,6 @@ def test_user_root_counts_as_declared_privilege():
     assert not _spec.is_privileged({})
 
 
-
 @pytest.mark.parametrize('params, needed', [
     ({'namespaces': ['user', 'pid'], 'map_root': True}, True),
     ({'namespaces': ['user', 'pid']}, True),
