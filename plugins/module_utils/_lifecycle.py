@@ -142,10 +142,11 @@ class PidNamespaceDriver(Driver):
 
 
 def needs_id_block(params, namespaces):
-    """Root creating a user namespace without explicit maps, and without declared privilege: root
-    inside is mapped onto a host id block of the collection's range (never host uid 0)."""
+    """Root creating a user namespace without explicit maps, and without ``privileged``: root inside
+    is mapped onto a host id block of the collection's range (never host uid 0). pid_namespace's
+    ``user`` is the identity inside the namespaces, so ``user: root`` declares nothing here."""
     return (os.geteuid() == 0 and 'user' in namespaces.create and not namespaces.uid_map
-            and not namespaces.gid_map and not _spec.is_privileged(params))
+            and not namespaces.gid_map and not _spec.is_privileged(params, user_counts=False))
 
 
 def with_id_block(namespaces, block):

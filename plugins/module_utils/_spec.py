@@ -867,11 +867,12 @@ def _refuse_privileged_maps(option, ranges):
             '%s entry of /etc/sub%s (map_root: true allocates one per service)' % (_idrange.RANGE_NAME, kind))
 
 
-def is_privileged(params):
-    """True when the task declares host privilege: ``privileged: true`` or ``user: root`` (uid 0)."""
+def is_privileged(params, user_counts=True):
+    """True when the task declares host privilege: ``privileged: true``, or (``user_counts``, for
+    bwrap_sandbox, whose ``user`` runs bwrap on the host) ``user: root`` (uid 0)."""
     if _effective(params, 'privileged'):
         return True
-    user = _value(params, 'user')
+    user = _value(params, 'user') if user_counts else None
     if user is None:
         return False
     # The process spec has already judged a missing user (an error, or a warning in check mode).

@@ -80,7 +80,7 @@ options:
             owner: nothing below it (a recursive chown as root could be led through planted links), and the
             path is walked without following any symlink (a source whose path holds a link is left as it is).
             For anything else, give the host ids access yourself."
-          - V(ro_bind) sources must be readable by the sandbox's host ids (as root without O(privileged)). A
+          - V(ro_bind) sources must be readable by the sandbox's host ids (as root without O(privileged)); a
             directory only root can enter, such as C(/root), cannot be bound.
           - V(tmpfs) a fresh tmpfs, V(dir) a directory, V(proc) a procfs, V(dev) a minimal /dev, V(mqueue) a POSIX
             message queue filesystem at O(mounts[].dest).

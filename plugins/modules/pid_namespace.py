@@ -69,7 +69,7 @@ options:
         (C(unshare --map-root-user)).
       - Run by root without O(privileged), it is the block of 65536 host uids and gids leased to the service
         from the collection's range (the C(linuxns) entry of C(/etc/subuid) and C(/etc/subgid), see
-        O(privileged)): ids 0-65535 inside are that block, never host uid 0, and setgroups is allowed (every
+        O(privileged)); ids 0-65535 inside are that block, never host uid 0, and setgroups is allowed (every
         group the process can take is in the block). Root without O(map_root), O(uid_map) or O(gid_map)
         that creates a user namespace gets the same map. With O(privileged=true), root maps its own uid
         0 to 0 as before (host root with a different view).
@@ -86,7 +86,7 @@ options:
       - Honoured as written. Run by root without O(privileged), a range whose outside ids include host uid 0
         or a real account's uid (C(/etc/passwd)) is refused before anything changes; map to ids of the
         C(linuxns) range instead (or use O(map_root)), or set O(privileged=true) when that is the intent.
-        A map that includes host uid 0 is no boundary: root inside is host root.
+        A map that includes host uid 0 is no boundary; root inside is host root.
     type: list
     elements: dict
     default: []

@@ -306,3 +306,32 @@ def test_user_root_counts_as_declared_privilege():
     assert not _spec.is_privileged({'user': 'nobody'})
     assert not _spec.is_privileged({})
 
+
+@pytest.mark.parametrize('params, needed', [
+    ({'namespaces': ['user', 'pid'], 'map_root': True}, True),
+    ({'namespaces': ['user', 'pid']}, True),
+    ({'namespaces': ['user', 'pid'], 'map_root': True, 'user': 'root'}, True),
+    ({'namespaces': ['user', 'pid'], 'map_root': True, 'privileged': True}, False),
+    ({'namespaces': ['pid', 'mount']}, False),
+    ({'namespaces': ['user', 'pid'], 'uid_map': [{'inside': 0, 'outside': 300000, 'count': 10}]}, False),
+])
+def test_which_pid_namespace_launches_lease_a_block(monkeypatch, params, needed):
+    """Root only; pid_namespace's user is the identity inside, so user: root declares nothing."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _lifecycle, _spec
+    params = dict(params, argv=['true'])
+    namespaces = _spec.namespace_spec(params)
+    monkeypatch.setattr(os, 'geteuid', lambda: 0)
+    assert _lifecycle.needs_id_block(params, namespaces) is needed
+    monkeypatch.setattr(os, 'geteuid', lambda: 1000)
+    assert _lifecycle.needs_id_block(params, namespaces) is False
+
+
+def test_with_id_block_maps_the_whole_block_and_allows_setgroups():
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _lifecycle, _spec
+    namespaces = _spec.namespace_spec({'argv': ['true'], 'namespaces': ['user', 'pid'], 'map_root': True,
+                                       'privileged': True})
+    mapped = _lifecycle.with_id_block(namespaces, IdBlock(200000, 300000, BLOCK))
+    assert mapped.map_root is False
+    assert mapped.uid_map == (_spec.IdMap(0, 200000, BLOCK),)
+    assert mapped.gid_map == (_spec.IdMap(0, 300000, BLOCK),)
+    assert mapped.setgroups == 'allow' and mapped.create == namespaces.create
