@@ -139,7 +139,27 @@ options:
       - Default V(/run/linuxns) as root, C($XDG_RUNTIME_DIR/linuxns) otherwise, C(/tmp/linuxns-UID) when
         E(XDG_RUNTIME_DIR) is not set.
     type: path
+  owner:
+    description:
+      - A label recorded with the service, naming who manages it (a role, a playbook, a team). It is
+        returned, shown by M(linuxns.isolation.ns_info) and the audit, and used by
+        M(linuxns.isolation.isolated_services) to prune only its own services.
+      - It is not part of the spec hash. Changing only the owner rewrites the record (the task reports a
+        change) but does not restart the service. Unset keeps the recorded owner.
+      - 1 to 64 characters from V(A-Z), V(a-z), V(0-9), V(_), V(.) and V(-).
+    type: str
 notes:
+  - A name belongs to the module that started it. A task of M(linuxns.isolation.pid_namespace) on a name
+    that M(linuxns.isolation.bwrap_sandbox) recorded (or the other way round) fails, whatever its O(state),
+    and changes nothing.
+  - Records carry the behaviour version of the engine that started the service. A service started by an
+    older version of this collection, whose defaults were less safe, is restarted once by its next
+    converge (the task reports a change) even when its options did not change.
+  - Values of O(env) never appear in the diff or in results (the names do, the values read
+    C(VALUE_HIDDEN), or C(VALUE_HIDDEN (changed)) in a diff where the value changed); the record that
+    holds them is mode 0600 and the caller's only. Ansible itself shows every module argument at
+    verbosity C(-vvv) (C(invocation)); set the task keyword C(no_log) to true where its output must hide them there
+    too.
   - Only the options you set take part in the spec hash, after normalisation (paths normalised, lists of
     namespace types sorted, O(command) split into O(argv), signals as names, values equal to the default
     dropped). Re-running the same task never restarts a running service; changing an option restarts it

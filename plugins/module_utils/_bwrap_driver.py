@@ -41,7 +41,7 @@ from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap
 from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
 from ansible_collections.linuxns.isolation.plugins.module_utils import _spec
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import SpecError, StartError
-from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle import Driver, verify_isolated
+from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle import HIDDEN, Driver, verify_isolated
 from ansible_collections.linuxns.isolation.plugins.module_utils._spec import Option
 
 BwrapLaunch = collections.namedtuple('BwrapLaunch', 'spec process lifecycle bwrap_path version argv')
@@ -255,6 +255,19 @@ def _with_init(params, spec, process, lifecycle):
     return _bwrap.bwrap_spec(wrapped)
 
 
+def masked_argv(argv):
+    """bwrap's argv as results show it: the value of every ``--setenv NAME VALUE`` hidden."""
+    shown = list(argv)
+    index = 0
+    while index < len(shown) and shown[index] != '--':
+        if shown[index] == '--setenv' and index + 2 < len(shown):
+            shown[index + 2] = HIDDEN
+            index += 3
+        else:
+            index += 1
+    return shown
+
+
 class BwrapDriver(Driver):
     """linuxns.isolation.bwrap_sandbox: the sandbox is built and run by the installed bwrap."""
 
@@ -266,7 +279,7 @@ class BwrapDriver(Driver):
 
     def extra_result(self):
         launch = self.launch
-        return {'argv': launch.argv if launch else None,
+        return {'argv': masked_argv(launch.argv) if launch else None,
                 'bwrap_version': _bwrap.version_text(launch.version) if launch else None}
 
     def build(self, params):

@@ -85,6 +85,8 @@ def service_fact(name, record, alive, status, service_pid=None):
         'spec_hash': getattr(record, 'spec_hash', None),
         'started_at': getattr(record, 'started_at', None),
         'restarts': int(status.get('restarts') or 0),
+        'owner': getattr(record, 'owner', None),
+        'version': getattr(record, 'version', None),
         'last_exit': last_exit,
         'log_path': getattr(record, 'log_path', None),
         'namespaces': dict(getattr(record, 'namespaces', None) or {}),

@@ -124,10 +124,15 @@ def verify_isolated(started, what, new_pidns=True, proc_mounted=True):
 # ---------------------------------------------------------------------------
 # decisions (pure: the same for check mode and a real run)
 
-def plan(state, record, live, desired_hash, module):
-    """The actions, in order, that bring ``record``/``live`` to ``state``: 'stop', 'remove', 'start'."""
+def plan(state, record, live, desired_hash, current_version=None):
+    """The actions, in order, that bring ``record``/``live`` to ``state``: 'stop', 'remove', 'start'.
+
+    A live service started by an engine of an older behaviour version than ``current_version``
+    (less safe defaults) is restarted once, although its spec did not change.
+    """
     if state == 'started':
-        if live and record.spec_hash == desired_hash and record.module == module:
+        up_to_date = current_version is None or (record is not None and record.version >= current_version)
+        if live and record.spec_hash == desired_hash and up_to_date:
             return []
         return (['stop'] if live else []) + ['start']
     if state == 'restarted':
@@ -139,6 +144,30 @@ def plan(state, record, live, desired_hash, module):
             return []
         return (['stop'] if live else []) + ['remove']
     raise ValueError('unknown state %r' % (state,))
+
+
+def check_owning_module(record, module):
+    """A name belongs to the module that made it: refuse a record another module owns."""
+    if record is not None and record.module != module:
+        raise StoreError("service '%s' was started by linuxns.isolation.%s; %s does not manage it. Use "
+                         "%s to change, stop or remove it (state: absent), or give this task another name"
+                         % (record.name, record.module, module, record.module))
+
+
+HIDDEN = 'VALUE_HIDDEN'
+
+
+def mask_env(canonical, before=None):
+    """``canonical`` with every ``env`` value hidden (names kept). With ``before`` (the other side of
+    a diff), a value that differs from the one there is marked changed, without showing either."""
+    env = (canonical or {}).get('env')
+    if not isinstance(env, dict):
+        return dict(canonical or {})
+    old = (before or {}).get('env') if before is not None else None
+    old = old if isinstance(old, dict) else {}
+    masked = dict((key, HIDDEN + ' (changed)' if key in old and old[key] != value else HIDDEN)
+                  for key, value in env.items())
+    return dict(canonical, env=masked)
 
 
 def _header(module, name, what):
@@ -163,8 +192,8 @@ def _diff(driver, name, state, record, live, actions, canonical, damaged=False):
     else:
         after_what = 'not running (record kept)'
     return {
-        'before': dict(before_spec or {}),
-        'after': dict(canonical or {}) if runs_after else {},
+        'before': mask_env(before_spec),
+        'after': mask_env(canonical, before_spec or {}) if runs_after else {},
         'before_header': _header(driver.module, name, before_what),
         'after_header': _header(driver.module, name, after_what),
     }
@@ -216,12 +245,24 @@ def _read(store, name, state):
 
 
 def _converge_service(params, driver, store, name, state, canonical, launch, desired_hash, dry):
+    from ansible_collections.linuxns.isolation.plugins.module_utils._store import BEHAVIOUR_VERSION
     record, damaged = _read(store, name, state)
+    check_owning_module(record, driver.module)
     live = record is not None and store.is_live(record)
-    actions = plan(state, record, live, desired_hash, driver.module)
+    actions = plan(state, record, live, desired_hash, BEHAVIOUR_VERSION)
+    owner = _spec.OPTIONS['owner'].normalise(params['owner']) if params.get('owner') is not None else None
+    recorded_owner = record.owner if record is not None else None
+    # A task that names no owner keeps the recorded one, also across a restart.
+    owner_after = owner if owner is not None else recorded_owner
     if damaged:
         actions = ['remove']
-    diff = _diff(driver, name, state, record, live, actions, canonical, damaged)
+    elif record is not None and owner_after != recorded_owner and 'remove' not in actions \
+            and 'start' not in actions:
+        actions.append('relabel')
+    diff = _diff(driver, name, state, record, live, [a for a in actions if a != 'relabel'], canonical,
+                 damaged)
+    if owner_after != recorded_owner and state != 'absent':
+        diff['before']['owner'], diff['after']['owner'] = recorded_owner, owner_after
     if not dry:
         if 'stop' in actions:
             stop_signal, stop_timeout = _stop_settings(params, record)
@@ -229,13 +270,17 @@ def _converge_service(params, driver, store, name, state, canonical, launch, des
         if 'remove' in actions:
             store.remove(name)
         if 'start' in actions:
-            record = _start(params, driver, store, name, canonical, launch, desired_hash)
+            record = _start(params, driver, store, name, canonical, launch, desired_hash, owner_after)
+        if 'relabel' in actions:
+            record.owner = owner_after
+            store.write(record)
         live = 'start' in actions or (live and 'stop' not in actions)
     else:
         live = live and 'stop' not in actions and 'start' not in actions
         if 'start' in actions:
             record = None
     result = _service_result(params, driver, store, name, state, record, live, desired_hash, dry)
+    result['owner'] = None if state == 'absent' else owner_after
     result['changed'] = bool(actions)
     result['actions'] = actions
     result['diff'] = diff
@@ -270,7 +315,7 @@ def _unlink(path):
             raise
 
 
-def _start(params, driver, store, name, canonical, launch, desired_hash):
+def _start(params, driver, store, name, canonical, launch, desired_hash, owner=None):
     from ansible_collections.linuxns.isolation.plugins.module_utils._store import Record
     store.ensure_dir()
     log_path = _spec.OPTIONS['log_path'].normalise(params['log_path']) if params.get('log_path') \
@@ -290,7 +335,7 @@ def _start(params, driver, store, name, canonical, launch, desired_hash):
             name, module=driver.module, spec=canonical, spec_hash=desired_hash, pid=started.pid,
             start_time=started.start_time, pidns_inode=started.pidns_inode,
             service_pid=started.service_pid, started_at=_now(), log_path=log_path,
-            namespaces=dict(started.namespaces or {}))
+            namespaces=dict(started.namespaces or {}), owner=owner, ids=getattr(started, 'ids', None))
         # Written before verification: a module killed from here on leaves a findable service;
         # one killed before it leaves none (the init stops a service that was never committed).
         store.write(record)

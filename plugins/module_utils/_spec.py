@@ -60,7 +60,7 @@ RLIMIT_RESOURCES = {
 UNLIMITED = 'unlimited'
 NAME_PATTERN = re.compile(r'[A-Za-z0-9_.-]{1,64}')
 # Never part of the hash: they say where/how to converge, not what runs.
-UNHASHED = ('state', 'name', 'state_dir', 'detach', 'timeout', 'creates', 'removes')
+UNHASHED = ('state', 'name', 'state_dir', 'detach', 'timeout', 'creates', 'removes', 'owner')
 
 # /proc/PID/ns/<entry> -> user-facing type
 _PROC_NS_TYPE = {
@@ -240,6 +240,16 @@ def validate_name(name):
     if not NAME_PATTERN.fullmatch(text) or text in ('.', '..'):
         raise SpecError('name', name, 'is not a valid service name',
                         'use 1 to 64 characters from A-Z a-z 0-9 _ . - (not "." or "..")')
+    return text
+
+
+def validate_owner(owner):
+    """An owner label: the same characters as a name (it is compared, never used as a path)."""
+    text = _text('owner', owner)
+    if not NAME_PATTERN.fullmatch(text) or text in ('.', '..'):
+        raise SpecError('owner', owner, 'is not a valid owner label',
+                        'use 1-64 characters from A-Z a-z 0-9 _ . - (e.g. the role or playbook that '
+                        'manages the service)')
     return text
 
 
@@ -545,6 +555,7 @@ LIFECYCLE_OPTIONS = (
     Option('creates', 'path', normalise=_any_path('creates')),
     Option('removes', 'path', normalise=_any_path('removes')),
     Option('state_dir', 'path', normalise=_abs_path('state_dir')),
+    Option('owner', normalise=validate_owner),
 )
 
 
@@ -825,7 +836,7 @@ def validate_lifecycle(params):
     elif params.get('log_path') is not None:
         raise SpecError('log_path', params['log_path'], 'only applies to detach: true',
                         'remove log_path; a one-shot returns stdout and stderr')
-    for option in ('chdir', 'log_path', 'state_dir', 'timeout', 'creates', 'removes'):
+    for option in ('chdir', 'log_path', 'state_dir', 'timeout', 'creates', 'removes', 'owner'):
         _value(params, option)
     return name, state, detach
 

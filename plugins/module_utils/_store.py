@@ -31,8 +31,14 @@ from ansible_collections.linuxns.isolation.plugins.module_utils._syscalls import
 
 RECORD_FIELDS = (
     'name', 'module', 'spec', 'spec_hash', 'pid', 'start_time', 'pidns_inode',
-    'service_pid', 'started_at', 'log_path', 'namespaces',
+    'service_pid', 'started_at', 'log_path', 'namespaces', 'version', 'owner', 'ids',
 )
+# Behaviour version of the engine: raised when a default that changes how a service runs (its
+# privileges, its init) changes, so that a service started under older defaults is restarted
+# once by its next converge. 1: before "secure by default"; 2: unprivileged by default.
+BEHAVIOUR_VERSION = 2
+# Fields that records written before they existed lack, with the value such a record means.
+_LEGACY_DEFAULTS = {'version': 1, 'owner': None, 'ids': None}
 _INT_FIELDS = ('pid', 'start_time', 'pidns_inode')
 _STATE_DIR_FIX = "set the option 'state_dir' to a writable directory on a read-write file system"
 # After SIGKILL a process normally goes at once; this only guards against a hang
@@ -47,7 +53,8 @@ class Record(object):
     __slots__ = RECORD_FIELDS
 
     def __init__(self, name, module=None, spec=None, spec_hash=None, pid=None, start_time=None,
-                 pidns_inode=None, service_pid=None, started_at=None, log_path=None, namespaces=None):
+                 pidns_inode=None, service_pid=None, started_at=None, log_path=None, namespaces=None,
+                 version=BEHAVIOUR_VERSION, owner=None, ids=None):
         self.name = name
         self.module = module
         self.spec = spec
@@ -59,13 +66,17 @@ class Record(object):
         self.started_at = started_at
         self.log_path = log_path
         self.namespaces = namespaces if namespaces is not None else {}
+        self.version = version
+        self.owner = owner
+        self.ids = ids
 
     def to_dict(self):
         return dict((field, getattr(self, field)) for field in RECORD_FIELDS)
 
     @classmethod
     def from_dict(cls, data):
-        return cls(**dict((field, data[field]) for field in RECORD_FIELDS))
+        return cls(**dict((field, data[field] if field in data else _LEGACY_DEFAULTS[field])
+                          for field in RECORD_FIELDS))
 
     def __eq__(self, other):
         return isinstance(other, Record) and self.to_dict() == other.to_dict()
@@ -259,13 +270,15 @@ class Store(object):
             raise StoreError('record %s is not valid JSON (%s)%s' % (path, exc, fix))
         if not isinstance(data, dict):
             raise StoreError('record %s does not hold a JSON object%s' % (path, fix))
-        missing = [field for field in RECORD_FIELDS if field not in data]
+        missing = [field for field in RECORD_FIELDS if field not in data and field not in _LEGACY_DEFAULTS]
         if missing:
             raise StoreError('record %s lacks %s%s' % (path, ', '.join(missing), fix))
-        wrong = [field for field in _INT_FIELDS
-                 if not isinstance(data[field], int) or isinstance(data[field], bool)]
+        wrong = [field for field in _INT_FIELDS + ('version',) if field in data
+                 and (not isinstance(data[field], int) or isinstance(data[field], bool))]
+        wrong += [field for field, kind in (('owner', str), ('ids', dict), ('module', str))
+                  if data.get(field) is not None and not isinstance(data[field], kind)]
         if wrong:
-            raise StoreError('record %s has a non-integer %s%s' % (path, ', '.join(wrong), fix))
+            raise StoreError('record %s has a malformed %s%s' % (path, ', '.join(wrong), fix))
         if data['name'] != name:
             raise StoreError('record %s names %r, not %r%s' % (path, data['name'], name, fix))
         return Record.from_dict(data)

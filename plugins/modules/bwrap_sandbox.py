@@ -359,11 +359,17 @@ restarts:
   returned: always
   type: int
   sample: 0
+owner:
+  description: The O(owner) label recorded with the service (null when none, and for a one-shot).
+  returned: always
+  type: str
+  sample: webhooks
 argv:
   description:
     - The exact bwrap command line, for the service that runs (or would run) or the one-shot; descriptor numbers
       are the fixed ones the module uses (3 for C(--info-fd), 4 for C(--json-status-fd), 5 and up for
       O(seccomp) and V(file) contents).
+    - The value of every C(--setenv NAME VALUE) reads C(VALUE_HIDDEN) (the values of O(env) never appear in results).
     - Null when the task had no command to build one from (for example O(state=absent) with only O(name)).
   returned: always
   type: list

@@ -168,6 +168,14 @@ services:
     restarts:
       description: How many times the restart policy restarted it.
       type: int
+    owner:
+      description: The O(linuxns.isolation.pid_namespace#module:owner) label recorded with it, or null.
+      type: str
+    version:
+      description:
+        - Behaviour version of the engine that started it. A service of an older version than the
+          installed collection's is restarted once by its next converge.
+      type: int
     last_exit:
       description: Last exit of the service process, C({code, signal}), or null when it never exited.
       type: dict

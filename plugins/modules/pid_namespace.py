@@ -326,6 +326,11 @@ restarts:
   returned: always
   type: int
   sample: 0
+owner:
+  description: The O(owner) label recorded with the service (null when none, and for a one-shot).
+  returned: always
+  type: str
+  sample: webhooks
 cmd:
   description: The command that ran (or would run), as a list.
   returned: when O(detach=false)

@@ -510,3 +510,11 @@ def test_driver_restart_runs_the_collection_init_as_pid_1_inside(driver):
     source = [m for m in launch.spec.mounts if m.type == 'file'][0].content
     assert 'def run_init(' in source and source.rstrip().endswith('_linuxns_bwrap_main()')
     compile(source, 'init.py', 'exec')
+
+
+def test_result_argv_hides_setenv_values_but_keeps_names_and_the_command():
+    from ansible_collections.linuxns.isolation.plugins.module_utils._bwrap_driver import masked_argv
+    argv = ['bwrap', '--setenv', 'TOKEN', 's3cret', '--setenv', 'X', '--setenv', '--ro-bind', '/usr', '/usr',
+            '--', 'env', '--setenv', 'shown']
+    assert masked_argv(argv) == ['bwrap', '--setenv', 'TOKEN', 'VALUE_HIDDEN', '--setenv', 'X', 'VALUE_HIDDEN',
+                                 '--ro-bind', '/usr', '/usr', '--', 'env', '--setenv', 'shown']

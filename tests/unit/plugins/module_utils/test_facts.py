@@ -39,7 +39,7 @@ def record_for(name, pid, start_time, pidns_inode, namespaces=None):
     return Record(name, module='bwrap_sandbox', spec={'argv': ['sleep']}, spec_hash='sha256:ab',
                   pid=pid, start_time=start_time, pidns_inode=pidns_inode, service_pid=pid + 1,
                   started_at='2026-12-01T10:00:00Z', log_path='/run/linuxns/%s.log' % name,
-                  namespaces=namespaces or {})
+                  namespaces=namespaces or {}, owner='webhooks')
 
 
 def gone_pid():
@@ -73,7 +73,7 @@ def test_service_fact_merges_record_and_status():
         'name': 'web', 'module': 'bwrap_sandbox', 'alive': True, 'state': 'running', 'pid': 100,
         'service_pid': 103, 'spec_hash': 'sha256:ab', 'started_at': '2026-12-01T10:00:00Z',
         'restarts': 2, 'last_exit': {'code': 1, 'signal': None},
-        'log_path': '/run/linuxns/web.log', 'namespaces': {}}
+        'log_path': '/run/linuxns/web.log', 'namespaces': {}, 'owner': 'webhooks', 'version': 2}
 
 
 def test_service_fact_without_status():

@@ -22,6 +22,7 @@ import pytest
 from ansible_collections.linuxns.isolation.plugins.module_utils import _lifecycle, _spec
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import SpecError, StartError, StoreError
 from ansible_collections.linuxns.isolation.plugins.module_utils._launcher import RunResult, Started
+from ansible_collections.linuxns.isolation.plugins.module_utils import _store as _store_module
 from ansible_collections.linuxns.isolation.plugins.module_utils._store import Store
 
 HANG_GUARD = 60
@@ -188,17 +189,63 @@ def test_changed_option_restarts_once(driver, store):
     assert changed['spec_hash'] != first['spec_hash'] == _spec.spec_hash({'argv': ['sleep', '300']})
 
 
-def test_a_record_of_another_module_is_replaced(driver, store):
+@pytest.mark.parametrize('state', ['started', 'stopped', 'restarted', 'absent'])
+@pytest.mark.parametrize('check_mode', [True, False])
+def test_a_name_another_module_recorded_is_refused(driver, store, state, check_mode):
     first = converge(driver, store)
+    before = snapshot(store.path)
     other = FakeDriver()
     other.module = 'other'
     try:
-        replaced = _lifecycle.converge(service(), other, False, store)
-        assert replaced['changed'] is True
-        assert store.read('web').module == 'other'
-        assert not alive(first['pid'])
+        with pytest.raises(StoreError) as excinfo:
+            _lifecycle.converge(service(state=state), other, check_mode, store)
+        message = str(excinfo.value)
+        assert "service 'web' was started by linuxns.isolation.fake" in message
+        assert 'Use fake to change, stop or remove it' in message
+        assert other.calls == []
+        assert alive(first['pid']) and snapshot(store.path) == before
     finally:
         other.cleanup()
+
+
+def test_a_service_of_an_older_behaviour_version_is_restarted_once(driver, store):
+    first = converge(driver, store)
+    record = store.read('web')
+    assert record.version == _store_module.BEHAVIOUR_VERSION
+    legacy = record.to_dict()
+    for field in ('version', 'owner', 'ids'):
+        del legacy[field]
+    with open(store.record_path('web'), 'w') as handle:
+        json.dump(legacy, handle)
+    assert store.read('web').version == 1
+    upgraded = converge(driver, store)
+    assert upgraded['changed'] is True and upgraded['pid'] != first['pid']
+    assert not alive(first['pid']) and alive(upgraded['pid'])
+    assert store.read('web').version == _store_module.BEHAVIOUR_VERSION
+    assert converge(driver, store)['changed'] is False
+
+
+def test_owner_is_recorded_not_hashed_and_relabels_without_restart(driver, store):
+    first = converge(driver, store, owner='team-a')
+    assert first['owner'] == 'team-a' and store.read('web').owner == 'team-a'
+    assert converge(driver, store, owner='team-a')['changed'] is False
+    assert converge(driver, store)['changed'] is False  # no owner in the task keeps the recorded one
+    relabel = converge(driver, store, check_mode=True, owner='team-b')
+    assert relabel['changed'] is True and store.read('web').owner == 'team-a'
+    assert relabel['diff']['before']['owner'] == 'team-a' and relabel['diff']['after']['owner'] == 'team-b'
+    relabel = converge(driver, store, owner='team-b')
+    assert relabel['changed'] is True and relabel['pid'] == first['pid'] and alive(first['pid'])
+    assert relabel['spec_hash'] == first['spec_hash']
+    assert store.read('web').owner == 'team-b' and relabel['owner'] == 'team-b'
+    restarted = converge(driver, store, env={'A': '1'})
+    assert restarted['pid'] != first['pid'] and store.read('web').owner == 'team-b'
+
+
+def test_bad_owner_is_refused_before_anything_changes(driver, store, state_dir):
+    with pytest.raises(SpecError) as excinfo:
+        converge(driver, store, owner='a/b')
+    assert "owner" in str(excinfo.value) and 'a/b' in str(excinfo.value)
+    assert not os.path.exists(state_dir) and driver.calls == []
 
 
 def test_dead_record_is_started_again(driver, store):
@@ -359,23 +406,28 @@ def test_check_mode_one_shot_skipped_by_creates(driver, store, tmp_path):
 
 # -- diff -----------------------------------------------------------------------------------
 
-def test_diff_shows_the_spec_before_and_after(driver, store):
-    created = converge(driver, store, env={'A': '1'})
+def test_diff_shows_the_spec_before_and_after_with_env_values_hidden(driver, store):
+    created = converge(driver, store, env={'A': 's3cret-1', 'B': 'kept'})
     assert created['diff']['before'] == {}
-    assert created['diff']['after'] == {'argv': ['sleep', '300'], 'env': {'A': '1'}}
+    assert created['diff']['after'] == {'argv': ['sleep', '300'], 'env': {'A': 'VALUE_HIDDEN', 'B': 'VALUE_HIDDEN'}}
     assert created['diff']['before_header'] == 'fake web: absent'
     assert created['diff']['after_header'] == 'fake web: started'
-    changed = converge(driver, store, env={'A': '2'}, stop_signal='INT')
-    assert changed['diff']['before'] == {'argv': ['sleep', '300'], 'env': {'A': '1'}}
-    assert changed['diff']['after'] == {'argv': ['sleep', '300'], 'env': {'A': '2'}, 'stop_signal': 'SIGINT'}
+    changed = converge(driver, store, env={'A': 's3cret-2', 'B': 'kept'}, stop_signal='INT')
+    assert changed['diff']['before'] == {'argv': ['sleep', '300'], 'env': {'A': 'VALUE_HIDDEN', 'B': 'VALUE_HIDDEN'}}
+    assert changed['diff']['after'] == {'argv': ['sleep', '300'], 'stop_signal': 'SIGINT',
+                                        'env': {'A': 'VALUE_HIDDEN (changed)', 'B': 'VALUE_HIDDEN'}}
     assert changed['diff']['before_header'] == 'fake web: running (pid %d)' % created['pid']
     assert changed['diff']['after_header'] == 'fake web: restarted'
-    same = converge(driver, store, env={'A': '2'}, stop_signal=2)
+    same = converge(driver, store, env={'A': 's3cret-2', 'B': 'kept'}, stop_signal=2)
     assert same['diff']['before'] == same['diff']['after']
     removed = converge(driver, store, state='absent', command=None)
-    assert removed['diff']['before'] == changed['diff']['after'] and removed['diff']['after'] == {}
+    assert removed['diff']['after'] == {} and removed['diff']['before']['env'] == {
+        'A': 'VALUE_HIDDEN', 'B': 'VALUE_HIDDEN'}
     assert removed['diff']['after_header'] == 'fake web: absent'
-    json.dumps(removed['diff'])
+    text = json.dumps([created, changed, same, removed])
+    assert 's3cret' not in text and 'kept' not in text
+    # The hash still sees the value: a changed secret restarts the service.
+    assert changed['spec_hash'] != created['spec_hash']
 
 
 # -- one-shot (detach: false) ---------------------------------------------------------------

@@ -150,7 +150,7 @@ def test_record_with_non_integer_pid_is_refused(store):
     data['pid'] = '4242'
     with open(store.record_path('web'), 'w') as handle:
         json.dump(data, handle)
-    with pytest.raises(StoreError, match='non-integer pid'):
+    with pytest.raises(StoreError, match='malformed pid'):
         store.read('web')
 
 
