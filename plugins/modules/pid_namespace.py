@@ -172,7 +172,7 @@ options:
       - Set C(PR_SET_NO_NEW_PRIVS) for the command (and with O(init=tini), for tini), as bubblewrap always does
         for its sandboxes. No program the command executes can gain privileges through its setuid or setgid bit
         or file capabilities, and the flag is inherited by every descendant and cannot be unset. This is a
-        security boundary together with O(user): without it a setuid-root program on the file system the command
+        security boundary together with O(user); without it a setuid-root program on the file system the command
         sees gives a O(user) process euid 0 back.
       - What V(true) breaks inside the service are setuid and setgid helpers and programs with file
         capabilities, which then run without the extra privilege and usually fail. For example C(sudo), C(su),

@@ -199,6 +199,13 @@ def test_setuid_root_program_in_a_detached_service(services, setuid_probe, state
     assert text == 'euid=%d\n' % NOBODY
 
 
+def test_bubblewrap_sets_no_new_privs_itself(services):
+    assert own_status({}, BwrapDriver)['NoNewPrivs'] == '1'
+    for restart in ('no', 'on-failure'):
+        result = services({'argv': ['sleep', '300'], 'restart': restart}, BwrapDriver)
+        assert read_status(result['service_pid'])['NoNewPrivs'] == '1', restart
+
+
 # -- the parent-death signal after the switch to user ---------------------------------------
 
 LAUNCHER = r'''
