@@ -194,8 +194,9 @@ def _enter_child(fds, root_fd, cwd_fd, proc_fd, null_fd, ctl_r, process, identit
         os.close(cwd_fd)
     pid = os.fork()
     if pid == 0:
-        _process.child_main(report_w, lambda: _reaper(proc_fd, null_fd, ctl_r, process, identity, privileges,
-                                                       report_w))
+        def reaper():
+            _reaper(proc_fd, null_fd, ctl_r, process, identity, privileges, report_w)
+        _process.child_main(report_w, reaper)
     for fd in (report_w, ctl_r, proc_fd):
         os.close(fd)
     _quiet_stdio(null_fd)
