@@ -148,13 +148,13 @@ def _join_outer_owner(fds, target_pid):
         os.close(owner_fd)
 
 
-def _enter_child(fds, root_fd, cwd_fd, proc_fd, ctl_r, process, identity, privileges, preserve_credentials,
-                 report_w, stdio, parent_pid, target_pid):
+def _enter_child(fds, root_fd, cwd_fd, proc_fd, null_fd, ctl_r, process, identity, privileges,
+                 preserve_credentials, report_w, stdio, parent_pid, target_pid):
     """E: setns in two passes like nsenter, fix credentials and root, fork R, wait for it."""
     _die_with_parent(parent_pid)
     _syscalls.set_dumpable(False)
     _stdio(stdio)
-    _process.close_fds(keep=(report_w, root_fd, cwd_fd, proc_fd, ctl_r) + tuple(fds.values()))
+    _process.close_fds(keep=(report_w, root_fd, cwd_fd, proc_fd, null_fd, ctl_r) + tuple(fds.values()))
     if identity is not None and os.geteuid() == 0:
         # The caller's host groups would stay in a user namespace whose setgroups is "deny".
         os.setgroups([])
@@ -194,22 +194,23 @@ def _enter_child(fds, root_fd, cwd_fd, proc_fd, ctl_r, process, identity, privil
         os.close(cwd_fd)
     pid = os.fork()
     if pid == 0:
-        _process.child_main(report_w, lambda: _reaper(proc_fd, ctl_r, process, identity, privileges, report_w))
+        def reaper():
+            _reaper(proc_fd, null_fd, ctl_r, process, identity, privileges, report_w)
+        _process.child_main(report_w, reaper)
     for fd in (report_w, ctl_r, proc_fd):
         os.close(fd)
-    _quiet_stdio()
+    _quiet_stdio(null_fd)
     _wait_status(pid)
 
 
-def _quiet_stdio():
-    """Let go of the command's stdin/stdout/stderr: P sees EOF when the command's tree closes them."""
-    null = os.open(os.devnull, os.O_RDWR)
+def _quiet_stdio(null_fd):
+    """Let go of the command's stdin/stdout/stderr: P sees EOF when the command's tree closes them.
+    ``null_fd`` is the caller's /dev/null: the target may have none."""
     for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)
+        os.dup2(null_fd, fd)
 
 
-def _reaper(proc_fd, ctl_r, process, identity, privileges, report_w):
+def _reaper(proc_fd, null_fd, ctl_r, process, identity, privileges, report_w):
     """R: a child subreaper in the target's PID namespace; forks C, reports its status, and on
     request (or when P is gone) kills every process left under it."""
     _syscalls.set_child_subreaper(True)
@@ -218,7 +219,8 @@ def _reaper(proc_fd, ctl_r, process, identity, privileges, report_w):
     if pid == 0:
         os.close(ctl_r)
         _process.child_main(report_w, lambda: _command(proc_fd, process, identity, privileges, report_w))
-    _quiet_stdio()
+    _quiet_stdio(null_fd)
+    os.close(null_fd)
     state = {'status': None}
 
     def reap(block=False):
@@ -404,7 +406,7 @@ def enter(target_pid, types, process, root=False, preserve_credentials=False, st
     if pidfd is None:
         pidfd = own_pidfd = pin(target_pid)
     fds = {}
-    root_fd = cwd_fd = proc_fd = None
+    root_fd = cwd_fd = proc_fd = null_fd = None
     try:
         if _exited(pidfd):
             raise _exited_error(target_pid)
@@ -422,6 +424,7 @@ def enter(target_pid, types, process, root=False, preserve_credentials=False, st
             root_fd = _open_target(target_pid, 'root', os.O_RDONLY | os.O_DIRECTORY)
             cwd_fd = _open_target(target_pid, 'cwd', os.O_RDONLY | os.O_DIRECTORY)
         proc_fd = os.open('/proc', os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        null_fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         _fault_after_open()
         # Everything above read /proc/PID: it was the pinned process only if that one still lives.
         if _exited(pidfd) or _inspect.namespaces_of(target_pid) != links:
@@ -440,12 +443,12 @@ def enter(target_pid, types, process, root=False, preserve_credentials=False, st
         pid = _fork((report_r, report_w, out_r, out_w, err_r, err_w, in_r, in_w, ctl_r, ctl_w))
         if pid == 0:
             _process.child_main(report_w, lambda: _enter_child(
-                fds, root_fd, cwd_fd, proc_fd, ctl_r, process, identity, privileges, preserve_credentials,
-                report_w, (in_r, out_w, err_w), parent_pid, target_pid))
+                fds, root_fd, cwd_fd, proc_fd, null_fd, ctl_r, process, identity, privileges,
+                preserve_credentials, report_w, (in_r, out_w, err_w), parent_pid, target_pid))
         for fd in (report_w, out_w, err_w, in_r, ctl_r):
             os.close(fd)
     finally:
-        for fd in list(fds.values()) + [root_fd, cwd_fd, proc_fd, own_pidfd]:
+        for fd in list(fds.values()) + [root_fd, cwd_fd, proc_fd, null_fd, own_pidfd]:
             if fd is not None:
                 os.close(fd)
     session = _EnterSession(pid, ctl_w)

@@ -151,8 +151,8 @@ def identity_in(privileges, target_pid, user_entered):
     gid = _inside(gid_map, privileges.gid)
     if uid is None or gid is None:
         raise TargetError('the service runs as host uid %d gid %d, which the user namespace of PID %d '
-                          'does not map; give user (and group) explicitly' % (privileges.uid, privileges.gid,
-                                                                               target_pid))
+                          'does not map; give user (and group) explicitly'
+                          % (privileges.uid, privileges.gid, target_pid))
     groups = [g for g in (_inside(gid_map, host) for host in privileges.groups) if g is not None]
     return Identity(uid=uid, gid=gid, groups=groups)
 

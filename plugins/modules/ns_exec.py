@@ -96,7 +96,7 @@ options:
     description:
       - Kill the command and every process it started after this many seconds, and fail the task with
         RV(rc=-9) and a message saying so. This includes processes that left its process group or session
-        (C(setsid)) and orphans: the command runs under a small reaper of the engine inside the target's PID
+        (C(setsid)) and orphans. The command runs under a small reaper of the engine inside the target's PID
         namespace (a child subreaper named C(linuxns-reaper), visible in the target while the command runs), which
         adopts them and kills them all. When the task returns, none of them is left.
       - The target's own processes are never signalled.

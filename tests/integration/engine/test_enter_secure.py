@@ -150,8 +150,8 @@ def _read(pid, name):
 def test_user_is_looked_up_on_the_host_not_in_the_target(plain_target, test_user):
     seen = enter(plain_target.pid, ['mount'], proc_spec(['cat', '/etc/passwd']))
     assert '/planted' in seen.stdout  # the target's /etc/passwd is the planted one
-    result = enter(plain_target.pid, None, proc_spec(['sh', '-c', 'id -u; id -g; id -G; echo $HOME'],
-                                                      user=TEST_USER))
+    probe = proc_spec(['sh', '-c', 'id -u; id -g; id -G; echo $HOME'], user=TEST_USER)
+    result = enter(plain_target.pid, None, probe)
     assert result.rc == 0, result
     uid, gid, groups, home = result.stdout.split('\n')[:4]
     host = pwd.getpwnam(TEST_USER)
