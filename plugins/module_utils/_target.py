@@ -16,6 +16,7 @@ __metaclass__ = type
 import errno
 import os
 import select
+import stat
 
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import TargetError
 from ansible_collections.linuxns.isolation.plugins.module_utils._inspect import (
@@ -161,8 +162,16 @@ def _service_privileges(store, name, target):
 def read_pidfile(path):
     """The PID written in ``path`` (first line, surrounding blanks ignored)."""
     try:
-        with open(path, 'r') as handle:
-            text = handle.read(64)
+        # Non-blocking: a FIFO planted at the path must not hang the task; it is refused below.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise TargetError("option 'pidfile': %s is not a regular file; give the file the "
+                                  'process wrote its PID to' % path)
+            text = os.read(fd, 64).decode('utf-8', 'replace')
+        finally:
+            os.close(fd)
     except (IOError, OSError) as exc:
         if exc.errno == errno.ENOENT:
             raise TargetError("option 'pidfile': %s does not exist; "

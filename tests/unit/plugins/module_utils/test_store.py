@@ -199,8 +199,8 @@ def test_names_lists_only_records(store):
 
 
 @pytest.mark.parametrize('content, expected', [
-    (b'{"state": "running", "restarts": 2}', {'state': 'running', 'restarts': 2, 'service_pid': None,
-                                                'init_pid': None, 'last_exit': None}),
+    (b'{"state": "running", "restarts": 2}',
+     {'state': 'running', 'restarts': 2, 'service_pid': None, 'init_pid': None, 'last_exit': None}),
     (b'{"state": "running", "restarts": true}', None),
     (b'{"state": "gone", "restarts": 2}', None),
     (b'{"state": "runn', None),

@@ -180,6 +180,18 @@ def test_bad_pidfile_content_refused(tmp_path, content, words):
     assert "option 'pidfile'" in str(err.value) and words in str(err.value)
 
 
+@pytest.mark.parametrize('kind', ['fifo', 'dev-zero'])
+def test_a_pidfile_that_is_a_fifo_or_a_device_is_refused_without_blocking(tmp_path, kind):
+    path = str(tmp_path / 'svc.pid')
+    if kind == 'fifo':
+        os.mkfifo(path)
+    else:
+        os.symlink('/dev/zero', path)
+    with pytest.raises(TargetError) as err:
+        _target.resolve(pidfile=path)
+    assert 'not a regular file' in str(err.value)
+
+
 def test_missing_pidfile_refused(tmp_path):
     with pytest.raises(TargetError) as err:
         _target.resolve(pidfile=str(tmp_path / 'nope.pid'))
