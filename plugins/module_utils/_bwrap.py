@@ -1195,7 +1195,8 @@ def _collect(pid, argv, info_r, status_r, out_r, err_r, in_w, stdin, timeout):
             exit_code = document['exit-code']
     stderr = buffers[err_r].decode('utf-8', 'replace')
     bwrap_rc = _wait_status_to_rc(wait_status)
-    rc = exit_code if exit_code is not None else bwrap_rc
+    # A timeout SIGKILLs the sandbox: -9 as documented (bwrap would report 128+9 for its command).
+    rc = -signal.SIGKILL if timed_out else (exit_code if exit_code is not None else bwrap_rc)
     return RunResult(
         rc=rc, stdout=buffers[out_r].decode('utf-8', 'replace'), stderr=stderr,
         child_pid=child_pid, namespaces=namespaces or _namespaces_from_info(info),

@@ -162,7 +162,7 @@ class Guard(object):
         finally:
             os.close(report_r)
         try:
-            answer = json.loads(message.decode('utf-8', 'replace').split('\n')[0])
+            answer = json.loads(message.decode('utf-8', 'replace').split('\n', 1)[0])
         except ValueError:
             answer = {}
         self.bwrap_pid = answer.get('pid') if isinstance(answer, dict) else None

@@ -357,6 +357,7 @@ def _processes_in_pidns(link):
 def test_timeout_kills_the_whole_sandbox(bwrap):
     result = run(bwrap, timeout=2, argv=['sh', '-c', 'sleep 300 & sleep 300 & wait'])
     assert result.timed_out
+    assert result.rc == -9  # as documented: not 137 (128+9, bwrap's status of the killed command)
     assert result.namespaces['pid'] != host_ns('pid')
     assert _processes_in_pidns(result.namespaces['pid']) == []
 
