@@ -168,7 +168,7 @@ notes:
   - Values of O(env) never appear in the diff or in results (the names do, the values read
     C(VALUE_HIDDEN), or C(VALUE_HIDDEN (changed)) in a diff where the value changed); the record that
     holds them is mode 0600 and the caller's only. Ansible itself shows every module argument at
-    verbosity C(-vvv) (C(invocation)); set C(no_log=true) on a task whose output must hide them there
+    verbosity C(-vvv) (C(invocation)); set the task keyword C(no_log) to true where its output must hide them there
     too.
   - Only the options you set take part in the spec hash, after normalisation (paths normalised, lists of
     namespace types sorted, O(command) split into O(argv), signals as names, values equal to the default
