@@ -40,7 +40,7 @@ ANSIBLE_TEST_COLOR := --color no
 endif
 
 .PHONY: help site test $(TEST_STEPS) fleet integration-engine integration-targets \
-	venv apt copy collection seed-ansible-test clean
+	venv apt copy collection tarball seed-ansible-test clean
 
 help:
 	@echo 'make site         venv + apt packages + collection, then ansible-playbook playbooks/site.yml'
@@ -48,9 +48,13 @@ help:
 	@echo 'make sanity       ansible-test sanity --venv --python $(SANITY_PYTHON) on the copy in $(COPY)'
 	@echo 'make units        pytest tests/unit'
 	@echo 'make integration  as root: pytest tests/integration/engine, then ansible-test integration targets'
+	@echo 'make integration-engine   only the pytest part of make integration'
+	@echo 'make integration-targets  only the ansible-test part of make integration'
 	@echo 'make lint         ansible-lint --profile production'
 	@echo 'make bench        python benchmarks/run.py'
 	@echo 'make fleet        molecule scenarios under extensions/molecule (not yet part of make test)'
+	@echo 'make collection   build the collection tarball into $(BUILD)/dist and install it into $(COLLECTIONS)'
+	@echo 'make tarball      make collection, then print the absolute path of the tarball (last line)'
 	@echo 'make clean        remove .build and the test copy (keeps .venv)'
 
 # ---- setup -----------------------------------------------------------------------------------
@@ -69,6 +73,10 @@ collection: venv copy
 	@$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD)/dist $(COPY) >/dev/null
 	@$(BIN)/ansible-galaxy collection install --offline --force -p $(COLLECTIONS) $(BUILD)/dist/linuxns-isolation-*.tar.gz >/dev/null
 	@echo "collection: installed $$(basename $(BUILD)/dist/*.tar.gz) into $(COLLECTIONS)"
+
+# The last line is the tarball's absolute path: ansible-galaxy collection install "$$(make -s tarball | tail -1)"
+tarball: collection
+	@ls $(BUILD)/dist/linuxns-isolation-*.tar.gz
 
 seed-ansible-test: venv
 	@scripts/seed-ansible-test-cache.sh $(BIN)/python

@@ -230,7 +230,7 @@ notes:
     diff say what a real run would do. With O(detach=false) the command is not run in check mode; the task
     reports C(changed) unless O(creates) or O(removes) decide otherwise.
   - In check mode a host resource the task needs but the host does not have yet, which an earlier task of the
-    same play may create (a bind source, a V(file) mount's source, the O(seccomp) program, a O(join) path, the
+    same play may create (a bind source, a C(file) mount's source, the C(seccomp) program, a C(join) path, the
     working directory O(chdir), the program on E(PATH), O(user), O(group), C(tini), C(bwrap)), is a warning
     naming the option and the path, and the task reports a change. A real run refuses it before anything starts.
   - With C(--diff) the diff shows the canonical spec before (of the running service, or empty) and

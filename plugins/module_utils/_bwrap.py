@@ -1003,6 +1003,17 @@ def _namespaces_from_info(info, child_pid=None):
     return out
 
 
+def exit_text(status):
+    """How a wait status ended, in the words of the lifecycle's messages ('exited with code 3')."""
+    if os.WIFSIGNALED(status):
+        try:
+            name = signal.Signals(os.WTERMSIG(status)).name
+        except ValueError:
+            name = str(os.WTERMSIG(status))
+        return 'was killed by signal %s' % name
+    return 'exited with code %d' % _wait_status_to_rc(status)
+
+
 def _wait_status_to_rc(status):
     if os.WIFEXITED(status):
         return os.WEXITSTATUS(status)
@@ -1415,7 +1426,7 @@ def _exited(pid, log_path, offset, bwrap_pidfd=None):
     if done:
         raise StartError(bwrap_failure(
             _tail(log_path, offset),
-            'the sandbox exited while starting (bwrap exit status %s)' % _wait_status_to_rc(status)))
+            'the sandbox %s while starting' % exit_text(status)))
 
 
 def _wait_until_built(pid, child_pid, log_path, offset, timeout, bwrap_pidfd):

@@ -5,7 +5,8 @@
 """Static defaults live in the argument_spec (ansible-doc shows them), and moving them there
 changed no spec hash: a service started before the move is not restarted by it.
 
-The hashes below were computed with the code of main before the move (commit 6371cab), by
+The hashes below were computed with the code of main before the move (commits 6371cab and f77b2a6
+give the same), by
 running exactly ``_hash()`` of this file over the same tasks with that commit's argument_spec
 (Ansible filled in only ``state`` and ``detach`` then). Here Ansible fills in every static
 default, so each task reaches ``canonical()`` with many more keys set; the hash must not move.
