@@ -28,6 +28,7 @@ import select
 import signal
 import time
 
+from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import StoreError
 
 SUFFIX = '.alive'
@@ -135,30 +136,6 @@ def _pid1_of_own_namespace(pid):
     return False
 
 
-def _children(pid):
-    found = []
-    try:
-        tasks = os.listdir('/proc/%d/task' % pid)
-    except OSError:
-        return found
-    for task in tasks:
-        try:
-            with open('/proc/%d/task/%s/children' % (pid, task)) as handle:
-                found.extend(int(child) for child in handle.read().split())
-        except (OSError, ValueError):
-            continue
-    return found
-
-
-def _ppid(pid):
-    try:
-        with open('/proc/%d/stat' % pid, 'rb') as handle:
-            data = handle.read()
-    except OSError:
-        return None
-    return int(data[data.rindex(b')') + 2:].split()[1])
-
-
 def _kill_pinned(pid, still_ours, timeout):
     """SIGKILL ``pid`` through a pidfd, if ``still_ours()`` is true once it is pinned."""
     try:
@@ -177,7 +154,7 @@ def _kill_pinned(pid, still_ours, timeout):
 
 def _is_pid1_holder(pid, holder, inode):
     """``pid`` is PID 1 of its own PID namespace and is, or is a child of, a holder of ``inode``."""
-    return ((pid == holder or _ppid(pid) == holder) and _holds(holder, inode)
+    return ((pid == holder or _inspect.ppid(pid) == holder) and _holds(holder, inode)
             and _pid1_of_own_namespace(pid))
 
 
@@ -191,7 +168,7 @@ def stop(store, name, timeout=10.0):
         if _pid1_of_own_namespace(holder):
             _kill_pinned(holder, functools.partial(_is_pid1_holder, holder, holder, inode), timeout)
             continue
-        for child in _children(holder):
+        for child in _inspect.children(holder):
             _kill_pinned(child, functools.partial(_is_pid1_holder, child, holder, inode), timeout)
     deadline = time.monotonic() + timeout
     while _locked(store, name):

@@ -27,6 +27,7 @@ import os
 import select
 import signal
 
+from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
 from ansible_collections.linuxns.isolation.plugins.module_utils import _process
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import StartError
 
@@ -49,30 +50,6 @@ def block_pipe():
     return bwrap_fd, release_fd
 
 
-def _children(pid):
-    found = []
-    try:
-        tasks = os.listdir('/proc/%d/task' % pid)
-    except OSError:
-        return found
-    for task in tasks:
-        try:
-            with open('/proc/%d/task/%s/children' % (pid, task)) as handle:
-                found.extend(int(child) for child in handle.read().split())
-        except (OSError, ValueError):
-            continue
-    return found
-
-
-def _ppid(pid):
-    try:
-        with open('/proc/%d/stat' % pid, 'rb') as handle:
-            data = handle.read()
-    except OSError:
-        return None
-    return int(data[data.rindex(b')') + 2:].split()[1])
-
-
 def _running(pidfd):
     """False once the process has exited (a pidfd polls readable then)."""
     return not select.select([pidfd], [], [], 0)[0]
@@ -81,13 +58,13 @@ def _running(pidfd):
 def _kill_sandbox(bwrap_pid, bwrap_pidfd):
     """SIGKILL bwrap's children, then bwrap. A child is signalled through a pidfd taken while
     it is bwrap's child and bwrap still runs: then the PID cannot name a reused process."""
-    for child in _children(bwrap_pid):
+    for child in _inspect.children(bwrap_pid):
         try:
             pidfd = os.pidfd_open(child)
         except OSError:
             continue
         try:
-            if _ppid(child) == bwrap_pid and _running(bwrap_pidfd):
+            if _inspect.ppid(child) == bwrap_pid and _running(bwrap_pidfd):
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         except OSError:
             pass

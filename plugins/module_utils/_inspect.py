@@ -133,6 +133,14 @@ def nspid(pid, proc=_PROC):
     return [int(pid)]
 
 
+def ppid(pid, proc=_PROC):
+    """Parent PID of ``pid``, None when it is gone."""
+    try:
+        return int(_stat_fields(pid, proc)[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def children(pid, proc=_PROC):
     """Direct children of ``pid`` (every thread's children), sorted."""
     found = set()
