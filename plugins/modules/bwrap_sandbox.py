@@ -67,6 +67,7 @@ options:
       - An empty list is the same as leaving the option out (the same spec hash).
     type: list
     elements: dict
+    default: []
     suboptions:
       type:
         description:
@@ -160,6 +161,7 @@ options:
       - Names of inherited environment variables removed inside the sandbox (C(--unsetenv)).
       - An empty list is the same as leaving the option out (the same spec hash).
     type: list
+    default: []
     elements: str
   new_session:
     description:
@@ -188,6 +190,7 @@ options:
         O(cap_drop) (the order of C(docker run)). A name in both lists is refused.
       - An empty list is the same as leaving the option out (the same spec hash).
     type: list
+    default: []
     elements: str
   cap_drop:
     description:
