@@ -447,11 +447,6 @@ class BwrapDriver(Driver):
             raise
 
     def start(self, launch, log_path, status_path, alive_fd=None):
-        from ansible_collections.linuxns.isolation.plugins.module_utils._syscalls import set_child_subreaper
-        # bwrap is the start guard's child until the commit; the guard then exits and bwrap is
-        # reparented here (a child subreaper), so a command that ends at once still gives this
-        # module its exit status (early_exit). After the module exits, the host's init adopts it.
-        set_child_subreaper()
         process, userns_fd = self._identity(launch)
         supervised = launch.lifecycle.restart != 'no'
         status_fd = None
