@@ -140,6 +140,10 @@ DATA_FD_BASE = 5
 USERNS_FD = 63
 # The service's NAME.alive lock (``_alive``), held by the sandbox's PID 1 through --sync-fd.
 SYNC_FD = 61
+# A committed start's --json-status-fd: an unlinked file of the module's, where bwrap writes the
+# command's exit code (bwrap is then the start guard's child, so no wait status reaches the module).
+EXIT_STATUS_FD = 60
+_TMP_DIR = '/tmp'
 # Seconds bwrap gets to reap a killed sandbox before it is killed as well.
 KILL_GRACE = 5.0
 
@@ -869,7 +873,7 @@ class RunResult(object):
 class Started(object):
     """A detached sandbox: bwrap's PID, the sandbox PID 1 and the user's process (host PIDs)."""
 
-    __slots__ = ('bwrap_pid', 'child_pid', 'service_pid', 'namespaces', 'argv', 'commit', 'abort')
+    __slots__ = ('bwrap_pid', 'child_pid', 'service_pid', 'namespaces', 'argv', 'commit', 'abort', 'exit_fd')
 
     def __init__(self, **fields):
         for name in self.__slots__:
@@ -1290,7 +1294,9 @@ def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_pa
     """
     from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap_commit
     path = bwrap_path or find_bwrap(spec.bwrap_path)
-    argv = build_argv(spec, version, INFO_FD, STATUS_FD if status_path else None, bwrap_path=path,
+    exit_fd = _exit_status_file() if commit and not status_path else None
+    json_status_fd = STATUS_FD if status_path else (EXIT_STATUS_FD if exit_fd is not None else None)
+    argv = build_argv(spec, version, INFO_FD, json_status_fd, bwrap_path=path,
                       block_fd=_bwrap_commit.BLOCK_FD if commit else None,
                       userns_fd=None if userns_fd is None else USERNS_FD,
                       sync_fd=SYNC_FD if alive_fd is not None else None)
@@ -1330,6 +1336,8 @@ def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_pa
         if userns_fd is not None:
             fd_map[USERNS_FD] = userns_fd
         fd_map.update(pass_fds or {})
+        if exit_fd is not None:
+            fd_map[EXIT_STATUS_FD] = exit_fd
         try:
             if commit:
                 guard = _bwrap_commit.Guard(lambda: spawn(argv, fd_map, env=env, setsid=True, process=process),
@@ -1357,7 +1365,7 @@ def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_pa
         raise StartError(bwrap_failure(_tail(log_path, offset), 'bwrap exited at once'))
     try:
         return _started_blocked(spec, argv, guard, pid, bwrap_pidfd, info_r, bwrap_exe, log_path, offset,
-                                ready_timeout)
+                                ready_timeout, exit_fd)
     except BaseException:
         guard.abort()
         os.close(bwrap_pidfd)
@@ -1379,7 +1387,8 @@ def _started_now(spec, argv, pid, info_r, bwrap_exe, log_path, offset, ready_tim
                    namespaces=_namespaces_from_info(_json_or_none(info), child_pid))
 
 
-def _started_blocked(spec, argv, guard, pid, bwrap_pidfd, info_r, bwrap_exe, log_path, offset, ready_timeout):
+def _started_blocked(spec, argv, guard, pid, bwrap_pidfd, info_r, bwrap_exe, log_path, offset, ready_timeout,
+                     exit_fd=None):
     """bwrap is the guard's child; its sandbox waits on --block-fd for ``commit()``."""
     try:
         info = _read_info(info_r, pid, ready_timeout)
@@ -1405,7 +1414,7 @@ def _started_blocked(spec, argv, guard, pid, bwrap_pidfd, info_r, bwrap_exe, log
         try:
             guard.commit()
             return _wait_for_command(pid, child_pid, bwrap_exe, spec, log_path, offset, ready_timeout,
-                                     bwrap_pidfd, kill)
+                                     bwrap_pidfd, kill, exit_fd)
         finally:
             os.close(bwrap_pidfd)
 
@@ -1413,20 +1422,47 @@ def _started_blocked(spec, argv, guard, pid, bwrap_pidfd, info_r, bwrap_exe, log
         guard.abort()
         os.close(bwrap_pidfd)
     return Started(bwrap_pid=pid, child_pid=child_pid, service_pid=None, argv=argv, commit=commit, abort=abort,
-                   namespaces=_namespaces_from_info(_json_or_none(info), child_pid))
+                   namespaces=_namespaces_from_info(_json_or_none(info), child_pid), exit_fd=exit_fd)
 
 
-def _exited(pid, log_path, offset, bwrap_pidfd=None):
-    """StartError when bwrap has exited (our child, or pinned by ``bwrap_pidfd``)."""
+def _exited(pid, log_path, offset, bwrap_pidfd=None, exit_fd=None):
+    """StartError when bwrap has exited (our child, or pinned by ``bwrap_pidfd``; then its
+    command's exit code comes from ``exit_fd``)."""
     if bwrap_pidfd is not None:
         if select.select([bwrap_pidfd], [], [], 0)[0]:
-            raise StartError(bwrap_failure(_tail(log_path, offset), 'the sandbox exited while starting'))
+            code = exit_code(exit_fd)
+            raise StartError(bwrap_failure(_tail(log_path, offset), 'the sandbox %s while starting' % (
+                'exited' if code is None else 'exited with code %d' % code)))
         return
     done, status = os.waitpid(pid, os.WNOHANG)
     if done:
         raise StartError(bwrap_failure(
             _tail(log_path, offset),
             'the sandbox %s while starting' % exit_text(status)))
+
+
+def _exit_status_file():
+    """An unlinked file only this process holds (bwrap's json status of a committed start), or
+    None where the file system has no O_TMPFILE (the exit code is then not known)."""
+    try:
+        return os.open(_TMP_DIR, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except (AttributeError, OSError):
+        return None
+
+
+def exit_code(exit_fd, limit=65536):
+    """The command's exit code from bwrap's json status in ``exit_fd``, None until it is there."""
+    if exit_fd is None:
+        return None
+    try:
+        data = os.pread(exit_fd, limit, 0)
+    except OSError:
+        return None
+    for line in data.splitlines():
+        status = _json_or_none(line)
+        if isinstance(status, dict) and isinstance(status.get('exit-code'), int):
+            return status['exit-code']
+    return None
 
 
 def _wait_until_built(pid, child_pid, log_path, offset, timeout, bwrap_pidfd):
@@ -1448,11 +1484,12 @@ def _wait_until_built(pid, child_pid, log_path, offset, timeout, bwrap_pidfd):
         time.sleep(0.005)
 
 
-def _wait_for_command(pid, child_pid, bwrap_exe, spec, log_path, offset, timeout, bwrap_pidfd=None, kill=None):
+def _wait_for_command(pid, child_pid, bwrap_exe, spec, log_path, offset, timeout, bwrap_pidfd=None, kill=None,
+                      exit_fd=None):
     """Host PID of the sandbox's command once bwrap has exec'd it."""
     deadline = time.monotonic() + timeout
     while True:
-        _exited(pid, log_path, offset, bwrap_pidfd)
+        _exited(pid, log_path, offset, bwrap_pidfd, exit_fd)
         found = service_pid(child_pid, bwrap_exe, spec.as_pid_1)
         if found is not None:
             return found

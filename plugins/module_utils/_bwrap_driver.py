@@ -381,7 +381,7 @@ class BwrapDriver(Driver):
 
     def __init__(self):
         self.launch = None
-        self._bwrap_pid = None
+        self._bwrap_pid = self._exit_fd = None
 
     def extra_result(self):
         launch = self.launch
@@ -468,6 +468,7 @@ class BwrapDriver(Driver):
                 if fd is not None:
                     os.close(fd)
         self._bwrap_pid = started.bwrap_pid
+        self._exit_fd = started.exit_fd
         ident = _inspect.identity(started.child_pid)
         if ident is None:
             started.abort()
@@ -482,6 +483,11 @@ class BwrapDriver(Driver):
                        start_time=ident.start_time, pidns_inode=ident.pidns_inode,
                        namespaces=started.namespaces, commit=commit)
 
+    def start_done(self):
+        if self._exit_fd is not None:
+            os.close(self._exit_fd)
+            self._exit_fd = None
+
     def early_exit(self, started):
         """The command's exit, from bwrap's: bwrap exits with its command's status, and within the
         first moment it is still this module's child (no init in the sandbox wrote a status file)."""
@@ -491,7 +497,14 @@ class BwrapDriver(Driver):
             try:
                 done, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
-                break
+                # The start guard's child (a committed start): bwrap wrote the code to exit_fd.
+                code = _bwrap.exit_code(self._exit_fd)
+                if code is not None:
+                    return {'code': code, 'signal': None}
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.01)
+                continue
             if done:
                 self._bwrap_pid = None
                 if os.WIFSIGNALED(status):

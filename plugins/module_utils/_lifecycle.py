@@ -79,6 +79,9 @@ class Driver(object):
         tell (no init wrote one); None when unknown. The default engine's init always writes it."""
         return None
 
+    def start_done(self):
+        """The start and its first moment are over (either way): release what only they needed."""
+
     def stop(self, store, record, stop_signal, stop_timeout):
         """Stop the service of ``record`` (identity-checked); the default signals its PID 1."""
         return store.stop(record, stop_signal, stop_timeout)
@@ -451,6 +454,7 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
         raise
     finally:
         os.close(alive_fd)
+        driver.start_done()
     return record
 
 
