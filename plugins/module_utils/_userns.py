@@ -31,6 +31,7 @@ import os
 
 from ansible_collections.linuxns.isolation.plugins.module_utils import _syscalls
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import KernelError
+from ansible_collections.linuxns.isolation.plugins.module_utils._namespaces import _write
 
 PR_SET_SECUREBITS = 28
 SECBIT_NO_SETUID_FIXUP = 1 << 2
@@ -54,17 +55,6 @@ def _helper(block, uid, gid, report_w, wait_r):
             pass
     finally:
         os._exit(code)
-
-
-def _write(path, text):
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, text.encode('ascii'))
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise KernelError(exc.errno, 'write %r to %s' % (text.strip(), path))
 
 
 def map_lines(block):
@@ -91,8 +81,8 @@ def make_userns(block, uid=0, gid=0):
             raise KernelError(err, 'create a user namespace owned by host uid %d' % (block.uid_base + uid),
                               'root must be able to create user namespaces (user.max_user_namespaces > 0)')
         uid_text, gid_text = map_lines(block)
-        _write('/proc/%d/uid_map' % pid, uid_text)
-        _write('/proc/%d/gid_map' % pid, gid_text)
+        _write('/proc/%d/uid_map' % pid, uid_text, 'uid_map')
+        _write('/proc/%d/gid_map' % pid, gid_text, 'gid_map')
         # The helper is our unreaped child: the PID cannot have been reused.
         return os.open('/proc/%d/ns/user' % pid, os.O_RDONLY | os.O_CLOEXEC)
     finally:

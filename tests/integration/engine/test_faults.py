@@ -211,15 +211,21 @@ def running_commands(marker):
     return [pid for pid in live_marked(marker) if _comm(pid) == 'sleep']
 
 
+def _driver_for(engine):
+    """The engine's driver; a missing tini or bwrap fails the test (make test installs both, so a
+    skip would hide a broken install step)."""
+    module = ENGINES[engine][0]
+    for tool, needed in (('tini', engine == 'tini'), ('bwrap', module == 'bwrap_sandbox')):
+        if needed and shutil.which(tool) is None:
+            pytest.fail('%s is not installed; scripts/ensure-apt-packages.sh installs it' % tool)
+    return BwrapDriver() if module == 'bwrap_sandbox' else PidNamespaceDriver()
+
+
 @pytest.mark.parametrize('engine', sorted(ENGINES))
 @pytest.mark.parametrize('moment', ['launching', 'started', 'record-written', 'verifying'])
 def test_module_killed_mid_start_leaves_no_half_record(services, moment, engine):
     module, extra = ENGINES[engine]
-    if engine == 'tini' and shutil.which('tini') is None:
-        pytest.skip('tini is not installed')
-    if module == 'bwrap_sandbox' and shutil.which('bwrap') is None:
-        pytest.skip('bwrap is not installed')
-    driver = BwrapDriver() if module == 'bwrap_sandbox' else PidNamespaceDriver()
+    driver = _driver_for(engine)
     marker, argv = services.marker_argv()
     params = dict(extra, name='half', argv=argv, state_dir=services.state_dir)
     services.names.add('half')
@@ -278,11 +284,7 @@ def test_module_killed_mid_start_leaves_no_half_record(services, moment, engine)
 @pytest.mark.parametrize('engine', sorted(ENGINES))
 def test_absent_with_a_damaged_record_stops_what_runs_before_removing(services, engine):
     module, extra = ENGINES[engine]
-    if engine == 'tini' and shutil.which('tini') is None:
-        pytest.skip('tini is not installed')
-    if module == 'bwrap_sandbox' and shutil.which('bwrap') is None:
-        pytest.skip('bwrap is not installed')
-    driver = BwrapDriver() if module == 'bwrap_sandbox' else PidNamespaceDriver()
+    driver = _driver_for(engine)
     marker, argv = services.marker_argv()
     started = services.converge('wreck', argv, driver=driver, **extra)
     assert started['changed'] is True and len(running_commands(marker)) == 1
