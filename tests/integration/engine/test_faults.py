@@ -243,9 +243,15 @@ def test_module_killed_mid_start_leaves_no_half_record(services, moment, engine)
                 pass  # busy: the launch lasts milliseconds
             module_proc.kill()
     finally:
-        assert module_proc.wait(timeout=HANG_GUARD) == -9
+        returncode = module_proc.wait(timeout=HANG_GUARD)
         module_proc.stdout.close()
+    # On a loaded machine the test may be descheduled between seeing the log and the kill, and
+    # the module runs on: past its record's rename, or even to the end (rc 0). Either way the
+    # invariant below is the same; only which of the later moments it matches changes.
+    assert returncode == -9 or (moment == 'launching' and returncode == 0)
     record = services.store.read('half')  # absent or whole: a damaged one raises StoreError
+    if moment == 'launching' and record is not None:
+        moment = 'verifying' if _stays_live(services.store, record) else 'record-written'
     # A temp file of a writer killed before its rename is hidden (dot file), never a record.
     assert all(e.startswith('.') for e in os.listdir(services.state_dir) if '.tmp-' in e)
     # Until the module commits (right after its record's rename), the service waits; when its
@@ -280,6 +286,17 @@ def test_module_killed_mid_start_leaves_no_half_record(services, moment, engine)
     else:
         # The record the killed module wrote names the running service: nothing to do.
         assert again['changed'] is False and again['pid'] == record.pid
+
+
+def _stays_live(store, record):
+    """Whether a recorded service is committed: an uncommitted one ends within moments of its
+    module's death, a committed one runs on."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if not store.is_live(record):
+            return False
+        time.sleep(0.1)
+    return True
 
 
 @pytest.mark.parametrize('engine', sorted(ENGINES))
