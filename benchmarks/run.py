@@ -181,18 +181,38 @@ def run(argv, **kwargs):
 
 
 def kill_tree(pid):
-    """SIGKILL a process this benchmark started, through a pidfd, and wait until it is gone."""
+    """SIGKILL a process this benchmark started and every descendant (a bwrap's PID 1 outlives
+    its parent), through pidfds, and wait until they are gone."""
+    pidfds = []
+    for each in tree(pid):
+        try:
+            pidfds.append(os.pidfd_open(each))
+        except ProcessLookupError:
+            pass
     try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-        select.select([pidfd], [], [], 30)
-    except ProcessLookupError:
-        pass
+        for pidfd in pidfds:
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pidfd in pidfds:
+            select.select([pidfd], [], [], 30)
     finally:
-        os.close(pidfd)
+        for pidfd in pidfds:
+            os.close(pidfd)
+
+
+def tree(pid):
+    """``pid`` and its descendants (those alive now)."""
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        try:
+            todo.extend(_inspect.children(current))
+        except OSError:
+            pass
+    return pids
 
 
 def proc(argv):
@@ -237,7 +257,7 @@ def ansible_env(extra=None):
     env.update({'ANSIBLE_COLLECTIONS_PATH': COLLECTIONS_ROOT, 'ANSIBLE_NOCOLOR': '1',
                 'ANSIBLE_RETRY_FILES_ENABLED': '0', 'ANSIBLE_HOST_KEY_CHECKING': '0',
                 'ANSIBLE_LOCALHOST_WARNING': '0', 'ANSIBLE_INVENTORY_UNPARSED_WARNING': '0',
-                'ANSIBLE_STDOUT_CALLBACK': 'ansible.builtin.json', 'ANSIBLE_LOAD_CALLBACK_PLUGINS': '1'})
+                'ANSIBLE_CALLBACKS_ENABLED': 'ansible.builtin.tree'})
     env.update(extra or {})
     return env
 
@@ -256,14 +276,23 @@ def local_play(tasks, path):
 
 
 def run_play(path, inventory='localhost,', extra_env=None):
-    """Run a playbook; its JSON result (the json callback). Raises when it fails."""
-    done = run([tool('ansible-playbook'), '-i', inventory, path], env=ansible_env(extra_env), cwd=REPO,
-               stdout=subprocess.PIPE)
-    return json.loads(done.stdout.decode(errors='replace'))
+    """Run a playbook (raises when it fails); the last task result of each host, by host, as the
+    ``tree`` callback wrote them. Both sides of every comparison run with the same callbacks."""
+    tree_dir = tempfile.mkdtemp(prefix='lns-bench-tree-')
+    try:
+        run([tool('ansible-playbook'), '-i', inventory, path],
+            env=ansible_env(dict(extra_env or {}, ANSIBLE_CALLBACK_TREE_DIR=tree_dir)), cwd=REPO)
+        return read_tree(tree_dir)
+    finally:
+        shutil.rmtree(tree_dir)
 
 
-def task_results(result, task_index=0, host='localhost'):
-    return result['plays'][0]['tasks'][task_index]['hosts'][host]
+def read_tree(tree_dir):
+    results = {}
+    for host in os.listdir(tree_dir):
+        with open(os.path.join(tree_dir, host)) as handle:
+            results[host] = json.load(handle)
+    return results
 
 
 def module_present(name):
@@ -448,12 +477,12 @@ def bench_services(table, opts):
                 start = time.perf_counter()
                 result = run_play(up)
                 first.append(time.perf_counter() - start)
-                changed = sum(1 for s in task_results(result)['services'] if s.get('changed'))
+                changed = sum(1 for s in result['localhost']['services'] if s.get('changed'))
                 alive = live_services(state_dir)
                 start = time.perf_counter()
                 result = run_play(up)
                 again.append(time.perf_counter() - start)
-                rerun_changed = sum(1 for s in task_results(result)['services'] if s.get('changed'))
+                rerun_changed = sum(1 for s in result['localhost']['services'] if s.get('changed'))
                 run_play(down)
                 left = live_services(state_dir)
                 if changed != size or alive != size or rerun_changed or left:
@@ -562,15 +591,6 @@ def comm_of(pid):
         return ''
 
 
-def tree(pid):
-    pids, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        pids.append(current)
-        todo.extend(_inspect.children(current))
-    return pids
-
-
 def service_pss(pid):
     """PSS (KiB) of every host process that exists for one service (its bwrap/unshare parents,
     init and command), and their names."""
@@ -670,16 +690,16 @@ def expected_services():
 
 
 def fleet_check(inventory, env, hosts):
-    """Names of the services alive on each host (ns_info through SSH), or raise."""
-    out = run([tool('ansible'), 'isolation_hosts', '-i', inventory, '-m', 'linuxns.isolation.ns_info'],
-              env=ansible_env(dict(env, ANSIBLE_STDOUT_CALLBACK='ansible.builtin.json')), cwd=REPO,
-              stdout=subprocess.PIPE)
-    result = json.loads(out.stdout.decode(errors='replace'))
-    per_host = result['plays'][0]['tasks'][0]['hosts']
-    alive = {}
-    for host in hosts:
-        alive[host] = sorted(s['name'] for s in per_host[host].get('services', []) if s.get('alive'))
-    return alive
+    """Names of the services alive on each host (ns_info through SSH)."""
+    tree_dir = tempfile.mkdtemp(prefix='lns-bench-tree-')
+    try:
+        run([tool('ansible'), 'isolation_hosts', '-i', inventory, '-m', 'linuxns.isolation.ns_info',
+             '--tree', tree_dir], env=ansible_env(env), cwd=REPO)
+        per_host = read_tree(tree_dir)
+    finally:
+        shutil.rmtree(tree_dir)
+    return dict((host, sorted(s['name'] for s in per_host.get(host, {}).get('services', []) if s.get('alive')))
+                for host in hosts)
 
 
 def bench_fleet(table, opts):
