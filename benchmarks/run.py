@@ -111,7 +111,7 @@ class Table(object):
         base = statistics.median(anchor) if anchor else None
         ratio = statistics.median(ratios) if ratios else (value / base if value is not None and base else None)
         if target is None:
-            result = 'info' if ok is None else ('pass' if ok else 'MISS')
+            result = 'MISS' if ok is False else 'info'
         else:
             result = 'pass' if (ratio is not None and ratio <= target and ok is not False) else 'MISS'
         if result == 'MISS':
