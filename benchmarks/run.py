@@ -174,8 +174,8 @@ def run(argv, **kwargs):
     done = subprocess.run(argv, timeout=HANG_GUARD, check=False, **kwargs)
     if done.returncode != 0:
         out = (done.stdout or b'')[-1500:] if isinstance(done.stdout, bytes) else b''
-        raise RuntimeError('%s exited %d: %s %s' % (' '.join(argv[:4]), done.returncode,
-                                                   (done.stderr or b'').decode(errors='replace')[-1500:],
+        err = (done.stderr or b'').decode(errors='replace')[-1500:]
+        raise RuntimeError('%s exited %d: %s %s' % (' '.join(argv[:4]), done.returncode, err,
                                                    out.decode(errors='replace')))
     return done
 
@@ -369,6 +369,14 @@ def bench_enter(table, opts):
 # ---------------------------------------------------------------------------
 # per-task cost: each module vs the raw tool through ansible.builtin.command
 
+def task_plays(tmp, module, args, raw_argv, size):
+    ours = local_play([{'name': 'ours %d' % i, 'linuxns.isolation.' + module: args} for i in range(size)],
+                      os.path.join(tmp, '%s-%d-ours.yml' % (module, size)))
+    anchor = local_play([{'name': 'raw %d' % i, 'ansible.builtin.command': {'argv': raw_argv}}
+                         for i in range(size)], os.path.join(tmp, '%s-%d-raw.yml' % (module, size)))
+    return ours, anchor
+
+
 def bench_task(table, opts):
     reps = opts.pick(1, 3)
     sizes = (30, 50)
@@ -397,18 +405,12 @@ def bench_task(table, opts):
                     continue
                 raw_argv = raw()
 
-                def plays(size, module=module, args=args, raw_argv=raw_argv):
-                    ours = local_play([{'name': 'ours %d' % i, 'linuxns.isolation.' + module: args}
-                                       for i in range(size)], os.path.join(tmp, '%s-%d-ours.yml' % (module, size)))
-                    anchor = local_play([{'name': 'raw %d' % i, 'ansible.builtin.command': {'argv': raw_argv}}
-                                         for i in range(size)], os.path.join(tmp, '%s-%d-raw.yml' % (module, size)))
-                    return ours, anchor
                 # Warm-up (discarded): a short play of each, so both sides start with warm caches.
-                warm_ours, warm_raw = plays(2)
+                warm_ours, warm_raw = task_plays(tmp, module, args, raw_argv, 2)
                 run_play(warm_ours)
                 run_play(warm_raw)
                 for size in todo:
-                    ours, anchor = plays(size)
+                    ours, anchor = task_plays(tmp, module, args, raw_argv, size)
                     samples = ([], [])
                     for rep in range(reps):
                         for which in ((0, 1) if rep % 2 == 0 else (1, 0)):
@@ -445,6 +447,26 @@ def live_services(state_dir):
     return live
 
 
+def services_cycle(up, down, size, state_dir, into):
+    """First converge and re-run of ``up`` (timed), then ``down``; appends to ``into`` =
+    (first times, re-run times, problems)."""
+    first, again, problems = into
+    start = time.perf_counter()
+    result = run_play(up)
+    first.append(time.perf_counter() - start)
+    changed = sum(1 for s in result['localhost']['services'] if s.get('changed'))
+    alive = live_services(state_dir)
+    start = time.perf_counter()
+    result = run_play(up)
+    again.append(time.perf_counter() - start)
+    rerun_changed = sum(1 for s in result['localhost']['services'] if s.get('changed'))
+    run_play(down)
+    left = live_services(state_dir)
+    if changed != size or alive != size or rerun_changed or left:
+        problems.append('first changed %d, %d alive, re-run changed %d, %d left after absent'
+                        % (changed, alive, rerun_changed, left))
+
+
 def bench_services(table, opts):
     sizes = opts.pick((10, 60), (10, 60, 200))
     reps = opts.pick(1, 3)
@@ -472,30 +494,12 @@ def bench_services(table, opts):
             down = services_play(size, state_dir, os.path.join(tmp, 'down-%d.yml' % size), 'absent')
             ping = ping_play(size, os.path.join(tmp, 'ping-%d.yml' % size))
             first, again, pings, problems = [], [], [], []
-
-            def ours(first=first, again=again, problems=problems, up=up, down=down, size=size):
-                start = time.perf_counter()
-                result = run_play(up)
-                first.append(time.perf_counter() - start)
-                changed = sum(1 for s in result['localhost']['services'] if s.get('changed'))
-                alive = live_services(state_dir)
-                start = time.perf_counter()
-                result = run_play(up)
-                again.append(time.perf_counter() - start)
-                rerun_changed = sum(1 for s in result['localhost']['services'] if s.get('changed'))
-                run_play(down)
-                left = live_services(state_dir)
-                if changed != size or alive != size or rerun_changed or left:
-                    problems.append('first changed %d, %d alive, re-run changed %d, %d left after absent'
-                                    % (changed, alive, rerun_changed, left))
-
             for rep in range(reps):
-                if rep % 2 == 0:
-                    ours()
+                if rep % 2:
                     pings.append(timed(lambda ping=ping: run_play(ping)))
-                else:
+                services_cycle(up, down, size, state_dir, (first, again, problems))
+                if not rep % 2:
                     pings.append(timed(lambda ping=ping: run_play(ping)))
-                    ours()
             target_first, target_again = targets.get(size, (None, None))
             note = '; '.join(problems) or 'all %d started, re-run changed none' % size
             for label, samples, target in ((labels[size][0], first, target_first),
@@ -796,11 +800,10 @@ def main():
                 why = ' '.join(str(exc).split())[-400:]
                 table.miss('%s (whole group)' % group, 'ERROR %s: %s' % (type(exc).__name__, why))
     took = time.perf_counter() - started
+    mode = (' (BENCH_QUICK)' if opts.quick else '') + (' (BENCH_ONLY=%s)' % ','.join(opts.only) if opts.only else '')
     text = '\n'.join([
         table.markdown(), '',
-        machine_facts(load) + '; whole run %.0f s%s%s' % (took, ' (BENCH_QUICK)' if opts.quick else '',
-                                                         ' (BENCH_ONLY=%s)' % ','.join(opts.only)
-                                                         if opts.only else ''),
+        machine_facts(load) + '; whole run %.0f s%s' % (took, mode),
         '%d row(s) missed%s' % (len(table.misses), ': ' + '; '.join(table.misses) if table.misses else ''), ''])
     print(text)
     if not os.path.isdir(os.path.dirname(REPORT)):
