@@ -173,10 +173,9 @@ def run(argv, **kwargs):
     kwargs.setdefault('stdin', subprocess.DEVNULL)
     done = subprocess.run(argv, timeout=HANG_GUARD, check=False, **kwargs)
     if done.returncode != 0:
-        out = (done.stdout or b'')[-1500:] if isinstance(done.stdout, bytes) else b''
+        out = ((done.stdout or b'')[-1500:] if isinstance(done.stdout, bytes) else b'').decode(errors='replace')
         err = (done.stderr or b'').decode(errors='replace')[-1500:]
-        raise RuntimeError('%s exited %d: %s %s' % (' '.join(argv[:4]), done.returncode, err,
-                                                   out.decode(errors='replace')))
+        raise RuntimeError('%s exited %d: %s %s' % (' '.join(argv[:4]), done.returncode, err, out))
     return done
 
 
