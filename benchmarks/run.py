@@ -761,7 +761,7 @@ def bench_fleet(table, opts):
         table.add(labels[size][0], firsts[size], base if size > 1 else None, 's', target=target, ratios=ratios,
                   ok=not problems[size], note=note + ('; anchor: 1 fresh host; target: faster than %d '
                                                       'one-host runs (forks=8)' % size if target else ''))
-        table.add(labels[size][1], agains[size], None, 's', ok=not problems[size], note='changed-nothing re-run')
+        table.add(labels[size][1], agains[size], None, 's', ok=not problems[size], note='the same play again on the same hosts')
 
 
 # ---------------------------------------------------------------------------
