@@ -51,7 +51,7 @@ help:
 	@echo 'make integration-engine   only the pytest part of make integration'
 	@echo 'make integration-targets  only the ansible-test part of make integration'
 	@echo 'make lint         ansible-lint --profile production'
-	@echo 'make bench        python benchmarks/run.py'
+	@echo 'make bench        benchmarks/run.py (not in make test; exit 1 on a missed target; BENCH_QUICK=1, BENCH_ONLY=prefix)'
 	@echo 'make fleet        molecule scenarios under extensions/molecule (not yet part of make test)'
 	@echo 'make collection   build the collection tarball into $(BUILD)/dist and install it into $(COLLECTIONS)'
 	@echo 'make tarball      make collection, then print the absolute path of the tarball (last line)'
@@ -122,6 +122,7 @@ integration-targets: venv apt copy collection
 lint: venv collection
 	$(BIN)/ansible-lint --profile production
 
+# The table also goes to .build/bench.md. BENCH_QUICK=1: fewer repetitions; BENCH_ONLY=task,services: a subset.
 bench: venv copy
 	@if [[ -f benchmarks/run.py ]]; then \
 		PYTHONPATH=$(TEST_ROOT) $(BIN)/python benchmarks/run.py; \
