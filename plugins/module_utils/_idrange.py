@@ -480,10 +480,13 @@ def _place(taken, size, count):
             continue
         if used >= length or (best is not None and used <= best[0]):
             continue
-        for offset in range(region, region + length - count + 1, count):
-            if not any(t.overlaps(offset, count) for t in inside):
-                best = (used, offset)
+        offset = region
+        for lease in sorted(inside, key=lambda t: t.offset):
+            if lease.offset >= offset + count:
                 break
+            offset = max(offset, region + -(-(lease.offset + lease.count - region) // count) * count)
+        if offset + count <= region + length:
+            best = (used, offset)
     return None if best is None else best[1]
 
 
