@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+import time
 import uuid
 
 import pytest
@@ -33,8 +34,8 @@ COUNT = 40
 WORKERS = 4
 
 
-def _params(state, name, **extra):
-    return dict({'name': name, 'argv': ['sleep', '600'], 'env': {'PATH': PATH}, 'state_dir': state}, **extra)
+def _params(state_dir, name, **extra):
+    return dict({'name': name, 'argv': ['sleep', '600'], 'env': {'PATH': PATH}, 'state_dir': state_dir}, **extra)
 
 
 def _converge_all(args):
@@ -71,7 +72,9 @@ def test_forty_unprivileged_sandboxes_at_once():
     token = uuid.uuid4().hex[:8]
     names = ['many-%s-%02d' % (token, i) for i in range(COUNT)]
     try:
+        began = time.monotonic()
         started = _run(state, names, 'started')
+        print('started %d unprivileged sandboxes in %.1f s' % (COUNT, time.monotonic() - began))
         failed = [row for row in started if row[2] or not row[1]]
         assert not failed, failed
         uid_start, _gid_start, size = _idrange.reserved_range(create=False)
