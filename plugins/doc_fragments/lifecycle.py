@@ -186,7 +186,7 @@ options:
         on first use when missing, above every id in use (accounts in C(/etc/passwd) and C(/etc/group),
         other entries) and below 524288, clear of systemd's dynamic users (61184-65519) and of its
         container range (524288 and up); an existing entry is used as written. Root inside is the first
-        id of the block. Block sizes: 65536 ids for a M(linuxns.isolation.pid_namespace) user namespace
+        id of the block. The block holds 65536 ids for a M(linuxns.isolation.pid_namespace) user namespace
         (root inside may switch to any id) and for a M(linuxns.isolation.bwrap_sandbox) sandbox that
         keeps C(CAP_SETUID), C(CAP_SETGID) or C(CAP_CHOWN) (or V(ALL)) in O(linuxns.isolation.bwrap_sandbox#module:cap_add);
         any other bwrap sandbox uses only its uid and gid (bwrap drops every capability and sets
