@@ -181,12 +181,20 @@ options:
     description:
       - Declare that the sandbox may hold host privilege. Only matters when the module runs as root.
       - V(false) (the default), as root, means the sandbox is never host root in disguise. A sandbox that
-        gets a user namespace runs as a block of 65536 host uids and gids leased to the service from the
+        gets a user namespace runs as a block of host uids and gids leased to the service from the
         collection's range, the C(linuxns) entry of C(/etc/subuid) and C(/etc/subgid). The entry is created
         on first use when missing, above every id in use (accounts in C(/etc/passwd) and C(/etc/group),
         other entries) and below 524288, clear of systemd's dynamic users (61184-65519) and of its
         container range (524288 and up); an existing entry is used as written. Root inside is the first
-        id of the block. A service keeps its block across restarts (it is leased under
+        id of the block. The block holds 65536 ids for a M(linuxns.isolation.pid_namespace) user namespace
+        (root inside may switch to any id) and for a M(linuxns.isolation.bwrap_sandbox) sandbox that
+        keeps C(CAP_SETUID), C(CAP_SETGID) or C(CAP_CHOWN) (or V(ALL)) in O(linuxns.isolation.bwrap_sandbox#module:cap_add);
+        any other bwrap sandbox uses only its uid and gid (bwrap drops every capability and sets
+        NO_NEW_PRIVS), so it gets the smallest power of two from 64 that covers them (64 ids for uid and gid
+        below 64, 1024 for uid 1000). Blocks are aligned on their size; small ones are packed together, so
+        the range (327680 ids when created at 196608) holds up to 5120 small sandboxes, or 5 whole blocks.
+        A block leased before sizes existed (65536 ids) stays the service's. When the range is full the
+        task fails naming the range, its leases and the fixes. A service keeps its block across restarts (it is leased under
         C(/var/lib/linuxns/ids)) and frees it with O(state=absent); a one-shot leases one for its run.
         The module result does not return the block; read it on the host (C(/proc/PID/status) of
         the service) or in its record.

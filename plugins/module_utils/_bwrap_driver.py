@@ -53,8 +53,8 @@ BwrapLaunch = collections.namedtuple('BwrapLaunch', 'spec process lifecycle bwra
 BwrapLaunch.__new__.__defaults__ = (None,)
 # mode 'userns': root makes the user namespace and bwrap joins it (--userns); 'rootless': bwrap,
 # run as the block's first id, makes its own (needed by disable_userns, which bwrap only
-# implements with --unshare-user). ``holder`` leases the block (``_idrange``).
-Unprivileged = collections.namedtuple('Unprivileged', 'mode holder uid gid')
+# implements with --unshare-user). ``holder`` leases the block (``_idrange``) of ``count`` ids.
+Unprivileged = collections.namedtuple('Unprivileged', 'mode holder uid gid count')
 # ``commit()``: let the sandbox exec its command once the record is written; returns its host PID.
 Started = collections.namedtuple('Started', 'pid service_pid start_time pidns_inode namespaces commit')
 Started.__new__.__defaults__ = (None,)
@@ -318,8 +318,26 @@ def _unprivileged(params, spec, process, bwrap_path):
         if value is not None and value >= _idrange.BLOCK:
             raise SpecError(option, value, 'is outside the %d ids mapped into a sandbox started by root'
                             % _idrange.BLOCK, 'give an id below %d, or set privileged: true' % _idrange.BLOCK)
+    uid, gid = spec.uid or 0, spec.gid or 0
+    if spec.disable_userns:
+        # bwrap, run as the block's first id, maps --uid/--gid onto it alone.
+        count = _idrange.block_size(0)
+    else:
+        count = _idrange.block_size(max(uid, gid), switches_ids(spec))
     return Unprivileged('rootless' if spec.disable_userns else 'userns', _idrange.holder_for(params),
-                        spec.uid or 0, spec.gid or 0)
+                        uid, gid, count)
+
+
+# With one of these the sandbox may give a process or a file another id inside: its block is whole.
+_ID_CAPS = frozenset(('CAP_SETUID', 'CAP_SETGID', 'CAP_CHOWN'))
+
+
+def switches_ids(spec):
+    """Whether a sandbox may use other ids than its uid and gid: bwrap drops every capability
+    (even for uid 0 inside) and sets NO_NEW_PRIVS, so only capabilities it is told to keep can."""
+    if 'ALL' in spec.cap_add:
+        return not _ID_CAPS <= set(spec.cap_drop) and 'ALL' not in spec.cap_drop
+    return bool(_ID_CAPS & set(spec.cap_add))
 
 
 # Never handed to a sandbox by a chown: system directories and directories others share.
@@ -429,7 +447,7 @@ class BwrapDriver(Driver):
         if identity is None:
             return launch.process, None
         from ansible_collections.linuxns.isolation.plugins.module_utils import _idrange
-        block = _idrange.allocate(identity.holder)
+        block = _idrange.allocate(identity.holder, count=identity.count)
         self.allocated_ids = block.as_record()
         try:
             uid, gid = (identity.uid, identity.gid) if identity.mode == 'userns' else (0, 0)

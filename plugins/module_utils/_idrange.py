@@ -5,8 +5,17 @@
 """Host uid/gid blocks for sandboxes started by root: the collection's reserved range.
 
 The collection reserves one range of host ids, the ``linuxns`` entry of /etc/subuid and
-/etc/subgid (created on first use when missing), and gives each service a block of
-``BLOCK`` ids of it: root inside the sandbox is the block's first id, never host uid 0.
+/etc/subgid (created on first use when missing), and gives each service a block of it:
+ids 0..count-1 inside are the block, root inside is its first id, never host uid 0.
+
+Block sizes (``block_size``): ``BLOCK`` (65536) for a holder that may switch to other ids inside
+(a pid_namespace user namespace: root inside with every capability there; a bwrap sandbox with
+CAP_SETUID, CAP_SETGID, CAP_CHOWN or ALL); otherwise the smallest power of two from
+``SMALL_BLOCK`` (64) that covers its uid and gid inside (bwrap drops every capability and sets
+NO_NEW_PRIVS, so such a sandbox only ever uses those two ids). Each block is aligned on its
+size from the start of the range. A lease of the first scheme (a file named by a ``BLOCK``
+index) keeps its block; a service whose new spec needs more ids than it holds moves to a
+new block.
 
 Where the range goes when it has to be created: a run of whole ``BLOCK``-aligned blocks
 above every id already in use (other /etc/subuid and /etc/subgid entries, the uids and
@@ -17,7 +26,7 @@ The same base is used in both files. An existing ``linuxns`` entry is used as wr
 
 A block is leased to a holder: a service (state_dir, name), or a one-shot run (the PID and
 start time of the module that runs it). Leases are files under ``LEASE_DIR``, one per
-block, taken and released under one lock file, so concurrent module runs never hand out
+block (named ``OFFSET+COUNT``, the offset in the range), taken and released under one lock file, so concurrent module runs never hand out
 the same block. A lease whose holder is gone (its process dead and, for a service, no
 record left in its state_dir) is free again. A restarted service gets its recorded block
 back when nobody else holds it.
@@ -36,11 +45,16 @@ import stat
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import LinuxnsError
 
 RANGE_NAME = 'linuxns'
+# A lease that may use every id inside (0-65535); the range is made of whole ones.
 BLOCK = 65536
+# The smallest lease: a bwrap sandbox that cannot switch ids uses its uid and gid only.
+SMALL_BLOCK = 64
 # systemd: 524288-1879048191 is the container range (nspawn, DynamicUser=... with PrivateUsers);
 # 61184-65519 its dynamic service users. The reserved range stays inside [FIRST_ID, CEILING).
 FIRST_ID = 65536
 CEILING = 524288
+SYSTEMD_RANGES = ((61184, 65520 - 61184, 'dynamic service users'),
+                  (CEILING, 1879048192 - CEILING, 'container range'))
 LEASE_DIR = '/var/lib/linuxns/ids'
 LOCK_NAME = '.lock'
 
@@ -190,6 +204,12 @@ def check_reserved(host, reserved):
             raise IdRangeError('the %s entry of /etc/sub%s (%d:%d) includes a real account\'s %s'
                                % (RANGE_NAME, what, start, count, what),
                                'move it above every account (e.g. delete it: it is recreated clear of them)')
+        for first, length, what_range in SYSTEMD_RANGES:
+            if _overlaps(start, count, first, length):
+                raise IdRangeError('the %s entry of /etc/sub%s (%d:%d) overlaps systemd\'s %s (%d-%d)'
+                                   % (RANGE_NAME, what, start, count, what_range, first, first + length - 1),
+                                   'move it between %d and %d, clear of accounts and other entries (or delete '
+                                   'the line: it is recreated there)' % (FIRST_ID, CEILING))
         for name, other_start, other_count in entries:
             if name != RANGE_NAME and _overlaps(start, count, other_start, other_count):
                 raise IdRangeError('the %s entry of /etc/sub%s (%d:%d) overlaps the entry of %s'
@@ -290,8 +310,54 @@ def _alive(lease):
     return False
 
 
+def block_size(highest_id=0, many=False):
+    """The ids a lease needs: ``BLOCK`` when the holder ``many`` (it may switch to other ids inside:
+    root with capabilities, CAP_SETUID/CAP_SETGID/CAP_CHOWN), else the smallest power of two, at
+    least ``SMALL_BLOCK``, that covers ids 0..``highest_id`` inside."""
+    if many or highest_id >= BLOCK:
+        return BLOCK
+    size = SMALL_BLOCK
+    while size <= highest_id:
+        size *= 2
+    return size
+
+
+def _lease_name(offset, count):
+    return '%d+%d' % (offset, count)
+
+
+def _parse_lease_name(entry):
+    """(offset, count) in the range of a lease file name; a name of digits alone is a lease of the
+    first scheme (one ``BLOCK`` per index); None for anything else."""
+    if entry.isdigit():
+        return int(entry) * BLOCK, BLOCK
+    offset, plus, count = entry.partition('+')
+    if plus and offset.isdigit() and count.isdigit():
+        offset, count = int(offset), int(count)
+        if SMALL_BLOCK <= count <= BLOCK and count & (count - 1) == 0 and offset % count == 0:
+            return offset, count
+    return None
+
+
+class Lease(object):
+    """One lease file: ids ``offset``..``offset+count-1`` of the range, held by ``holder``."""
+
+    __slots__ = ('name', 'offset', 'count', 'holder')
+
+    def __init__(self, name, offset, count, holder):
+        self.name, self.offset, self.count, self.holder = name, offset, count, holder
+
+    def overlaps(self, offset, count):
+        return _overlaps(self.offset, self.count, offset, count)
+
+
 class Leases(object):
-    """The lease directory; every method but ``lock`` expects the lock to be held."""
+    """The lease directory; every method but ``lock`` expects the lock to be held.
+
+    Blocks are powers of two from ``SMALL_BLOCK`` to ``BLOCK`` ids, each aligned on its size from
+    the start of the range, so they never straddle one another. A small block goes to the
+    ``BLOCK``-sized region of the range that is fullest and still has room for it, so whole
+    regions stay free for the leases that need one."""
 
     def __init__(self, lease_dir=LEASE_DIR, etc='/etc'):
         self.lease_dir = lease_dir
@@ -318,14 +384,15 @@ class Leases(object):
                      os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         return _Locked(fd)
 
-    def _path(self, index):
-        return os.path.join(self.lease_dir, str(index))
+    def _path(self, name):
+        return os.path.join(self.lease_dir, name)
 
     def read(self):
-        """``{index: lease dict}`` of every lease file."""
-        leases = {}
+        """Every lease file, as ``Lease`` objects sorted by offset."""
+        leases = []
         for entry in os.listdir(self.lease_dir):
-            if not entry.isdigit():
+            where = _parse_lease_name(entry)
+            if where is None:
                 continue
             try:
                 fd = os.open(self._path(entry), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -341,56 +408,103 @@ class Leases(object):
                 lease = json.loads(data.decode('utf-8'))
             except ValueError:
                 lease = {}
-            leases[int(entry)] = lease if isinstance(lease, dict) else {}
-        return leases
+            leases.append(Lease(entry, where[0], where[1], lease if isinstance(lease, dict) else {}))
+        return sorted(leases, key=lambda lease: (lease.offset, lease.name))
 
-    def _write(self, index, lease):
-        _atomic_write(self._path(index), json.dumps(lease, sort_keys=True), 0o600)
+    def _write(self, name, lease):
+        _atomic_write(self._path(name), json.dumps(lease, sort_keys=True), 0o600)
 
-    def acquire(self, holder, previous=None):
-        """The block leased to ``holder``: its current lease, else ``previous`` when free, else the
-        lowest free block. Writes the lease."""
-        uid_start, gid_start, count = reserved_range(self.etc)
-        blocks = count // BLOCK
-        leases = self.read()
-        taken = set()
-        for index, lease in leases.items():
-            if _same_service(lease, holder) and index < blocks:
-                self._write(index, holder)
-                return _block(uid_start, gid_start, index)
-            if _alive(lease):
-                taken.add(index)
+    def _unlink(self, name):
+        try:
+            os.unlink(self._path(name))
+        except OSError:
+            pass
+
+    def acquire(self, holder, previous=None, count=BLOCK):
+        """The block leased to ``holder``: its current lease when it has ``count`` ids or more (a
+        lease of the first scheme keeps its ``BLOCK``), else ``previous`` when free and as large,
+        else a free aligned block of ``count`` ids (``block_size``). Writes the lease."""
+        if count not in _SIZES:
+            raise ValueError('a lease holds a power of two from %d to %d ids, not %r' % (SMALL_BLOCK, BLOCK, count))
+        uid_start, gid_start, size = reserved_range(self.etc)
+        taken = []
+        for lease in self.read():
+            if _same_service(lease.holder, holder):
+                if lease.count >= count and lease.offset + lease.count <= size:
+                    self._write(lease.name, holder)
+                    return _block(uid_start, gid_start, lease.offset, lease.count)
+                self._unlink(lease.name)  # too small for the new spec (or outside a shrunk range)
+            elif _alive(lease.holder):
+                taken.append(lease)
         wanted = None
-        if previous is not None:
-            for index in range(blocks):
-                if _block(uid_start, gid_start, index) == previous:
-                    wanted = index
-        if wanted is None or wanted in taken:
-            free = [index for index in range(blocks) if index not in taken]
-            if not free:
-                raise IdRangeError(
-                    'every block of the %s range (%d blocks of %d ids from uid %d) is held by another '
-                    'sandbox' % (RANGE_NAME, blocks, BLOCK, uid_start),
-                    'remove services you no longer need (state: absent), enlarge the %s entry of '
-                    '/etc/subuid and /etc/subgid, or set privileged: true' % RANGE_NAME)
-            wanted = free[0]
-        self._write(wanted, holder)
-        return _block(uid_start, gid_start, wanted)
+        if previous is not None and previous.count >= count:
+            offset = previous.uid_base - uid_start
+            if (previous.gid_base - gid_start == offset and _parse_lease_name(_lease_name(offset, previous.count))
+                    and offset + previous.count <= size and not any(t.overlaps(offset, previous.count) for t in taken)):
+                wanted = (offset, previous.count)
+        if wanted is None:
+            offset = _place(taken, size, count)
+            if offset is None:
+                raise IdRangeError(*_full_message(taken, uid_start, size, count))
+            wanted = (offset, count)
+        for lease in self.read():  # stale leases under the new block (their holders are gone)
+            if lease.overlaps(*wanted) and not any(t.name == lease.name for t in taken):
+                self._unlink(lease.name)
+        self._write(_lease_name(*wanted), holder)
+        return _block(uid_start, gid_start, wanted[0], wanted[1])
 
     def release(self, holder):
         """Drop every lease of ``holder`` (a service: by state_dir and name; else by process)."""
-        for index, lease in self.read().items():
-            if _same_service(lease, holder) or (holder.get('name') is None and (
-                    lease.get('name') is None and lease.get('pid') == holder.get('pid')
-                    and lease.get('start_time') == holder.get('start_time'))):
-                try:
-                    os.unlink(self._path(index))
-                except OSError:
-                    pass
+        for lease in self.read():
+            held = lease.holder
+            if _same_service(held, holder) or (holder.get('name') is None and (
+                    held.get('name') is None and held.get('pid') == holder.get('pid')
+                    and held.get('start_time') == holder.get('start_time'))):
+                self._unlink(lease.name)
 
 
-def _block(uid_start, gid_start, index):
-    return IdBlock(uid_start + index * BLOCK, gid_start + index * BLOCK, BLOCK)
+_SIZES = frozenset(SMALL_BLOCK << shift for shift in range(16) if SMALL_BLOCK << shift <= BLOCK)
+
+
+def _place(taken, size, count):
+    """The offset of a free block of ``count`` ids aligned on ``count``, or None. A ``BLOCK`` goes to
+    the lowest empty region; a smaller block to the fullest region with room (lowest on a tie)."""
+    best = None
+    for region in range(0, size, BLOCK):
+        length = min(BLOCK, size - region)
+        inside = [t for t in taken if t.overlaps(region, length)]
+        used = sum(min(t.offset + t.count, region + length) - max(t.offset, region) for t in inside)
+        if count == BLOCK:
+            if not inside and length == BLOCK:
+                return region
+            continue
+        if used >= length or (best is not None and used <= best[0]):
+            continue
+        offset = region
+        for lease in sorted(inside, key=lambda t: t.offset):
+            if lease.offset >= offset + count:
+                break
+            offset = max(offset, region + -(-(lease.offset + lease.count - region) // count) * count)
+        if offset + count <= region + length:
+            best = (used, offset)
+    return None if best is None else best[1]
+
+
+def _full_message(taken, uid_start, size, count):
+    held = sum(t.count for t in taken)
+    full = len([t for t in taken if t.count == BLOCK])
+    return ('the %s range of /etc/subuid and /etc/subgid (%d ids from uid %d) has no free block of %d '
+            'ids: %d leases hold %d of its ids (%d of them %d ids each, the rest smaller)'
+            % (RANGE_NAME, size, uid_start, count, len(taken), held, full, BLOCK),
+            'remove services you no longer need (state: absent); or let this one need fewer ids (a bwrap '
+            'sandbox needs %d only with cap_add ALL, CAP_SETUID, CAP_SETGID or CAP_CHOWN, or uid/gid above '
+            '%d; a pid_namespace user namespace always needs %d); or enlarge the %s entry in both files '
+            '(a multiple of %d, below %d and clear of other entries and accounts); or set privileged: true'
+            % (BLOCK, BLOCK // 2 - 1, BLOCK, RANGE_NAME, BLOCK, CEILING))
+
+
+def _block(uid_start, gid_start, offset, count):
+    return IdBlock(uid_start + offset, gid_start + offset, count)
 
 
 class _Locked(object):
@@ -410,11 +524,12 @@ class _Locked(object):
         return False
 
 
-def allocate(holder, previous=None, lease_dir=LEASE_DIR, etc='/etc'):
-    """Lease a block to ``holder`` (``service_holder``/``process_holder``); see ``Leases.acquire``."""
+def allocate(holder, previous=None, lease_dir=LEASE_DIR, etc='/etc', count=BLOCK):
+    """Lease a block of ``count`` ids (``block_size``) to ``holder`` (``service_holder``/
+    ``process_holder``); see ``Leases.acquire``."""
     leases = Leases(lease_dir, etc)
     with leases.lock():
-        return leases.acquire(holder, previous)
+        return leases.acquire(holder, previous, count)
 
 
 def release(holder, lease_dir=LEASE_DIR, etc='/etc'):

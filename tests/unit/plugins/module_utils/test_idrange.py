@@ -121,9 +121,9 @@ def test_check_mode_reads_without_creating(tmp_path):
 
 
 def test_existing_entry_is_used_as_written(tmp_path):
-    etc = make_etc(tmp_path, subuid='alice:100000:65536\nlinuxns:1000000:131072\n',
-                   subgid='linuxns:2000000:131072\n')
-    assert _idrange.reserved_range(etc) == (1000000, 2000000, 131072)
+    etc = make_etc(tmp_path, subuid='alice:100000:65536\nlinuxns:262144:131072\n',
+                   subgid='linuxns:327680:131072\n')
+    assert _idrange.reserved_range(etc) == (262144, 327680, 131072)
     assert open(os.path.join(etc, 'subuid')).read().count('linuxns') == 1
 
 
@@ -132,6 +132,8 @@ def test_existing_entry_is_used_as_written(tmp_path):
     ('linuxns:1000:65536\n', 'real account'),
     ('alice:100000:65536\nlinuxns:131072:65536\n', 'overlaps the entry of alice'),
     ('linuxns:200000:4096\n', 'less than one block'),
+    ('linuxns:1000000:131072\n', "systemd's container range (524288-1879048191)"),
+    ('linuxns:500000:65536\n', "systemd's container range"),
 ])
 def test_bad_existing_entry_is_refused(tmp_path, subuid, words):
     etc = make_etc(tmp_path, subuid=subuid, subgid='linuxns:200000:65536\n')
@@ -229,7 +231,7 @@ def test_one_shot_lease_is_released_by_process(tmp_path):
     block = _idrange.allocate(mine, lease_dir=lease_dir, etc=etc)
     assert _idrange.allocate(holder('svc'), lease_dir=lease_dir, etc=etc) != block
     _idrange.release(mine, lease_dir=lease_dir, etc=etc)
-    assert sorted(os.listdir(lease_dir)) == ['.lock', '1']
+    assert sorted(os.listdir(lease_dir)) == ['.lock', '65536+65536']
 
 
 def test_planted_lease_link_is_not_followed(tmp_path):
@@ -239,9 +241,10 @@ def test_planted_lease_link_is_not_followed(tmp_path):
     target = tmp_path / 'victim'
     target.write_text(json.dumps({'name': 'x'}))
     os.symlink(str(target), str(lease_dir / '3'))
+    os.symlink(str(target), str(lease_dir / '0+64'))
     leases = leases_of(tmp_path, etc)
     with leases.lock():
-        assert 3 not in leases.read()
+        assert [lease.name for lease in leases.read()] == ['0+65536']
 
 
 def _allocate_in_child(args):
@@ -259,6 +262,167 @@ def test_concurrent_allocations_never_share_a_block(tmp_path):
         bases = pool.map(_allocate_in_child, [(lease_dir, etc, 'svc%d' % i) for i in range(5)])
     assert len(set(bases)) == 5
     assert open(os.path.join(etc, 'subuid')).read().count('linuxns:') == 1
+
+
+# -- lease sizes ----------------------------------------------------------------
+
+SMALL = _idrange.SMALL_BLOCK
+START = 196608  # where make_etc's range is created (above alice's 100000:65536)
+
+
+@pytest.mark.parametrize('highest, many, size', [
+    (0, False, 64), (63, False, 64), (64, False, 128), (1000, False, 1024), (1023, False, 1024),
+    (1024, False, 2048), (32767, False, 32768), (32768, False, BLOCK), (65534, False, BLOCK),
+    (0, True, BLOCK), (1000, True, BLOCK)])
+def test_block_size(highest, many, size):
+    assert _idrange.block_size(highest, many) == size
+
+
+def test_small_blocks_are_aligned_distinct_and_packed_in_one_region(tmp_path):
+    etc = make_etc(tmp_path)
+    lease_dir = str(tmp_path / 'ids')
+    small = [_idrange.allocate(holder('s%d' % i), lease_dir=lease_dir, etc=etc, count=SMALL) for i in range(5)]
+    thousand = _idrange.allocate(holder('k'), lease_dir=lease_dir, etc=etc, count=1024)
+    full = _idrange.allocate(holder('f'), lease_dir=lease_dir, etc=etc)
+    assert [b.uid_base for b in small] == [START + i * SMALL for i in range(5)]
+    assert [b.count for b in small] == [SMALL] * 5
+    assert thousand == IdBlock(START + 1024, START + 1024, 1024)   # next 1024-aligned slot
+    assert full == IdBlock(START + BLOCK, START + BLOCK, BLOCK)      # the first whole free region
+    blocks = small + [thousand, full]
+    for one in blocks:
+        assert (one.uid_base - START) % one.count == 0
+        assert all(not (one.uid_base < o.uid_base + o.count and o.uid_base < one.uid_base + one.count)
+                   for o in blocks if o is not one)
+    assert sorted(os.listdir(lease_dir)) == sorted(['.lock', '0+64', '64+64', '128+64', '192+64', '256+64',
+                                                    '1024+1024', '65536+65536'])
+
+
+def test_small_blocks_are_packed_from_the_start(tmp_path):
+    """Small blocks are packed from the start of the range, each right after the last."""
+    etc = make_etc(tmp_path, subuid='linuxns:262144:65536\n', subgid='linuxns:262144:65536\n')
+    leases = leases_of(tmp_path, etc)
+    with leases.lock():
+        bases = [leases.acquire(holder('s%d' % i), count=SMALL).uid_base for i in range(40)]
+        assert bases == [262144 + i * SMALL for i in range(40)]
+
+
+def test_small_leases_leave_whole_regions_for_whole_blocks(tmp_path):
+    """Fragmentation: small blocks fill the fullest region first, so whole ones stay free; a freed
+    hole in a region is filled again before a fresh region is opened."""
+    etc = make_etc(tmp_path)
+    lease_dir = str(tmp_path / 'ids')
+    fulls = [_idrange.allocate(holder('f%d' % i), lease_dir=lease_dir, etc=etc) for i in range(2)]
+    smalls = [_idrange.allocate(holder('s%d' % i), lease_dir=lease_dir, etc=etc, count=SMALL) for i in range(200)]
+    assert set((b.uid_base - START) // BLOCK for b in smalls) == {2}
+    _idrange.release(holder('f0'), lease_dir=lease_dir, etc=etc)
+    _idrange.release(holder('s7'), lease_dir=lease_dir, etc=etc)
+    assert _idrange.allocate(holder('t'), lease_dir=lease_dir, etc=etc, count=SMALL) == smalls[7]
+    whole = [_idrange.allocate(holder('g%d' % i), lease_dir=lease_dir, etc=etc) for i in range(3)]
+    assert sorted(b.uid_base for b in whole) == [fulls[0].uid_base, START + 3 * BLOCK, START + 4 * BLOCK]
+    with pytest.raises(IdRangeError):
+        _idrange.allocate(holder('g3'), lease_dir=lease_dir, etc=etc)
+    # a 1024 block still fits in region 2, between the small ones
+    mid = _idrange.allocate(holder('m'), lease_dir=lease_dir, etc=etc, count=1024)
+    assert (mid.uid_base - START) // BLOCK == 2 and (mid.uid_base - START) % 1024 == 0
+
+
+def test_restart_reuses_the_lease_and_a_bigger_need_moves_it(tmp_path):
+    etc = make_etc(tmp_path)
+    lease_dir = str(tmp_path / 'ids')
+    first = _idrange.allocate(holder('a'), lease_dir=lease_dir, etc=etc, count=SMALL)
+    _idrange.allocate(holder('b'), lease_dir=lease_dir, etc=etc, count=SMALL)
+    assert _idrange.allocate(holder('a'), lease_dir=lease_dir, etc=etc, count=SMALL) == first
+    grown = _idrange.allocate(holder('a'), lease_dir=lease_dir, etc=etc, count=1024)
+    assert grown.count == 1024 and grown.uid_base != first.uid_base
+    assert '0+64' not in os.listdir(lease_dir)   # the old small lease went with the move
+    # a smaller need keeps the bigger block it holds (no needless move of its files' owner)
+    assert _idrange.allocate(holder('a'), lease_dir=lease_dir, etc=etc, count=SMALL) == grown
+
+
+def test_lease_of_the_first_scheme_keeps_its_block(tmp_path):
+    """A lease file named by a 65536-block index (before sizes) stays that service's whole block,
+    and no small block is placed inside it."""
+    etc = make_etc(tmp_path)
+    lease_dir = tmp_path / 'ids'
+    state_dir = tmp_path / 'state'
+    state_dir.mkdir()
+    (state_dir / 'old.json').write_text('{}')
+    lease_dir.mkdir(mode=0o700)
+    (lease_dir / '0').write_text(json.dumps(dead_holder('old', str(state_dir))))
+    small = _idrange.allocate(holder('new'), lease_dir=str(lease_dir), etc=etc, count=SMALL)
+    assert small == IdBlock(START + BLOCK, START + BLOCK, SMALL)
+    again = _idrange.allocate(dead_holder('old', str(state_dir)), lease_dir=str(lease_dir), etc=etc, count=SMALL)
+    assert again == IdBlock(START, START, BLOCK)
+    assert sorted(os.listdir(str(lease_dir))) == ['.lock', '0', '65536+64']
+    _idrange.release(holder('old', str(state_dir)), lease_dir=str(lease_dir), etc=etc)
+    assert sorted(os.listdir(str(lease_dir))) == ['.lock', '65536+64']
+
+
+def test_full_range_message_names_range_leases_and_fix(tmp_path):
+    etc = make_etc(tmp_path, subuid='linuxns:262144:131072\n', subgid='linuxns:262144:131072\n')
+    lease_dir = str(tmp_path / 'ids')
+    _idrange.allocate(holder('a'), lease_dir=lease_dir, etc=etc)
+    _idrange.allocate(holder('b'), lease_dir=lease_dir, etc=etc, count=SMALL)
+    with pytest.raises(IdRangeError) as info:
+        _idrange.allocate(holder('c'), lease_dir=lease_dir, etc=etc)
+    text = str(info.value)
+    for words in ('linuxns range', '131072 ids from uid 262144', 'no free block of 65536 ids',
+                  '2 leases hold 65600', 'state: absent', 'CAP_SETUID', 'enlarge the linuxns entry',
+                  'below 524288', 'privileged: true'):
+        assert words in text, (words, text)
+    # small ones still fit
+    assert _idrange.allocate(holder('d'), lease_dir=lease_dir, etc=etc, count=SMALL).count == SMALL
+
+
+def test_a_bad_size_is_refused(tmp_path):
+    etc = make_etc(tmp_path)
+    with pytest.raises(ValueError):
+        _idrange.allocate(holder('a'), lease_dir=str(tmp_path / 'ids'), etc=etc, count=100)
+
+
+def _allocate_small_in_child(args):
+    lease_dir, etc, name = args
+    block = _idrange.allocate(_idrange.service_holder('/run/linuxns', name), lease_dir=lease_dir, etc=etc,
+                              count=SMALL if name.startswith('s') else BLOCK)
+    return block.uid_base, block.count
+
+
+def test_concurrent_mixed_allocations_never_overlap(tmp_path):
+    etc = make_etc(tmp_path)
+    lease_dir = str(tmp_path / 'ids')
+    names = ['s%d' % i for i in range(60)] + ['f%d' % i for i in range(3)]
+    ctx = multiprocessing.get_context('fork')
+    with ctx.Pool(6) as pool:
+        blocks = pool.map(_allocate_small_in_child, [(lease_dir, etc, name) for name in names])
+    ids = set()
+    for base, count in blocks:
+        mine = set(range(base, base + count))
+        assert not ids & mine
+        ids |= mine
+    assert len(os.listdir(lease_dir)) == len(names) + 1
+
+
+# -- bwrap: which sandboxes need a whole block -----------------------------------
+
+@pytest.mark.parametrize('params, size', [
+    ({}, 64),
+    ({'uid': 1000, 'gid': 1000}, 1024),
+    ({'uid': 65534, 'gid': 65534}, BLOCK),
+    ({'cap_add': ['CAP_NET_BIND_SERVICE']}, 64),
+    ({'cap_add': ['CAP_SETUID']}, BLOCK),
+    ({'cap_add': ['chown']}, BLOCK),
+    ({'cap_add': ['ALL'], 'cap_drop': ['CAP_SETUID', 'CAP_SETGID', 'CAP_CHOWN']}, 64),
+    ({'cap_add': ['ALL'], 'cap_drop': ['CAP_SETUID']}, BLOCK),
+    ({'cap_drop': ['ALL'], 'cap_add': ['CAP_SETGID']}, BLOCK),
+    ({'unshare': ['user'], 'disable_userns': True, 'uid': 5000, 'cap_add': ['CAP_SETUID']}, 64),
+])
+def test_bwrap_sandbox_block_size(monkeypatch, params, size):
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap, _bwrap_driver, _spec
+    monkeypatch.setattr(os, 'geteuid', lambda: 0)
+    full = dict({'argv': ['true'], 'name': 'svc', 'state_dir': '/run/linuxns-test'}, **params)
+    spec = _bwrap.bwrap_spec(full)
+    identity = _bwrap_driver._unprivileged(full, spec, _spec.process_spec(full), None)
+    assert identity.count == size
 
 
 # -- refusing maps onto real accounts ------------------------------------------
