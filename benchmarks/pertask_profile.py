@@ -166,6 +166,7 @@ def main(argv=None):
     parser.add_argument('--reps', type=int, default=15, help='runs of each AnsiballZ file (default 15)')
     parser.add_argument('--only', default='', help='comma-separated: pid_namespace,bwrap_sandbox,ns_exec')
     parser.add_argument('--importtime', action='store_true', help='also print -X importtime per engine file')
+    parser.add_argument('--keep', help='copy the AnsiballZ files into this directory (to profile them)')
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         parser.error('run as root: the modules create namespaces')
@@ -177,6 +178,10 @@ def main(argv=None):
         for _label, task, raw in chosen:
             tasks += [task, {'ansible.builtin.command': {'argv': raw}}]
         files = keep_ansiballz(tasks, tmp)
+        if args.keep:
+            os.makedirs(args.keep, exist_ok=True)
+            for index, path in enumerate(files):
+                shutil.copy(path, os.path.join(args.keep, '%d-%s' % (index, os.path.basename(path))))
         print('| module | payload KB (engine: files, compressed KB) | raw payload KB | target wall ms '
               '(module / raw / delta) | target CPU ms (module / raw / delta) |')
         print('|---|---|---|---|---|')
