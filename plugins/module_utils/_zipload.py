@@ -38,6 +38,11 @@ import sys
 import zipimport
 from importlib.machinery import ModuleSpec
 
+try:
+    from _imp import _fix_co_filename
+except ImportError:  # not CPython
+    _fix_co_filename = None
+
 PACKAGE = 'ansible_collections.linuxns.isolation.plugins.module_utils'
 CACHE_DIR = '/var/cache/linuxns/bytecode'  # None: no cache
 CACHE_LIMIT = 4 << 20  # bytes of one entry
@@ -129,7 +134,11 @@ def load_cached(dir_fd, entry, filename):
 
 
 def _with_filename(code, filename):
+    """``code`` (and every code object in it) with ``co_filename`` set to ``filename``."""
     if code.co_filename == filename:
+        return code
+    if _fix_co_filename is not None:  # what importlib does for a moved .pyc, in C
+        _fix_co_filename(code, filename)
         return code
     consts = tuple(_with_filename(const, filename) if isinstance(const, type(code)) else const
                    for const in code.co_consts)
@@ -180,6 +189,7 @@ class OneCompileFinder(object):
         # children join or create namespaces and change root, where "/var/cache/..." may be a
         # sandbox's; they compile as before.
         self.cache_pid = os.getpid()
+        self.sources = {}  # name -> source read by find_spec, for exec_module (read once)
 
     def _path(self, name):
         return self.directory + name.rpartition('.')[2] + '.py'
@@ -188,10 +198,14 @@ class OneCompileFinder(object):
         if name.rpartition('.')[0] != PACKAGE:
             return None
         try:
-            if self.importer.is_package(name) or self.importer.get_source(name) is None:
-                return None  # a subpackage or a .pyc-only module: zipimport's own business
+            if self.importer.is_package(name):
+                return None  # a subpackage: zipimport's own business
+            source = self.importer.get_source(name)
         except ImportError:  # ZipImportError: not in the zip
             return None
+        if source is None:
+            return None  # a .pyc-only module: zipimport's own business
+        self.sources[name] = source
         spec = ModuleSpec(name, self, origin=self._path(name))
         spec.has_location = True
         return spec
@@ -200,7 +214,10 @@ class OneCompileFinder(object):
         return None
 
     def exec_module(self, module):
-        source = self.importer.get_source(module.__name__).replace('\r\n', '\n')
+        source = self.sources.pop(module.__name__, None)
+        if source is None:
+            source = self.importer.get_source(module.__name__)
+        source = source.replace('\r\n', '\n')
         origin = module.__spec__.origin
         cache_fd = open_cache_dir(CACHE_DIR, create=True) if os.getpid() == self.cache_pid else None
         try:
