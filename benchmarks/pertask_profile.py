@@ -14,7 +14,9 @@ prints, per task: the payload size (and the compressed bytes of this collection'
 it), then the target side of one task: each AnsiballZ file run directly, alternating with
 the raw tool's, wall time and CPU time (user + sys of the child), medians of ``--reps`` runs.
 CPU time is the steadier figure on a loaded machine. ``--importtime`` adds the
-``python -X importtime`` cumulative time of every engine file a module imports.
+``python -X importtime`` cumulative time of every engine file a module imports; ``--plays N``
+times N alternating pairs of whole plays (``--tasks`` tasks each, module vs raw tool) and prints
+the median ratio, the figure ``make bench`` holds to 1.05.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -92,23 +94,28 @@ def cases(target_pid):
     ]
 
 
-def keep_ansiballz(tasks, tmp):
-    """Run ``tasks`` once in one local play; return the kept AnsiballZ files, in task order."""
-    remote_tmp = os.path.join(tmp, 'remote')
-    play = [{'hosts': 'localhost', 'connection': 'local', 'gather_facts': False,
-             'vars': {'ansible_python_interpreter': sys.executable}, 'tasks': tasks}]
-    path = os.path.join(tmp, 'play.yml')
+def play(tasks, path, extra_env=None):
+    """Run ``tasks`` in one local play written to ``path``; wall seconds."""
     with open(path, 'w') as handle:
-        json.dump(play, handle)
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_ROOT, ANSIBLE_KEEP_REMOTE_FILES='1',
-               ANSIBLE_REMOTE_TMP=remote_tmp, ANSIBLE_LOCALHOST_WARNING='0', ANSIBLE_NOCOLOR='1',
-               ANSIBLE_INVENTORY_UNPARSED_WARNING='0')
+        json.dump([{'hosts': 'localhost', 'connection': 'local', 'gather_facts': False,
+                    'vars': {'ansible_python_interpreter': sys.executable}, 'tasks': tasks}], handle)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_ROOT, ANSIBLE_LOCALHOST_WARNING='0',
+               ANSIBLE_NOCOLOR='1', ANSIBLE_INVENTORY_UNPARSED_WARNING='0', ANSIBLE_RETRY_FILES_ENABLED='0')
+    env.update(extra_env or {})
     playbook = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+    start = time.monotonic()
     proc = subprocess.run([playbook if os.path.exists(playbook) else 'ansible-playbook', '-i', 'localhost,', path],
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                           timeout=HANG_GUARD, check=False)
     if proc.returncode != 0:
         raise RuntimeError('the play failed:\n' + proc.stdout[-4000:])
+    return time.monotonic() - start
+
+
+def keep_ansiballz(tasks, tmp):
+    """Run ``tasks`` once in one local play; return the kept AnsiballZ files, in task order."""
+    remote_tmp = os.path.join(tmp, 'remote')
+    play(tasks, os.path.join(tmp, 'play.yml'), {'ANSIBLE_KEEP_REMOTE_FILES': '1', 'ANSIBLE_REMOTE_TMP': remote_tmp})
     found = []
     for task_dir in os.listdir(remote_tmp):
         for name in os.listdir(os.path.join(remote_tmp, task_dir)):
@@ -166,6 +173,9 @@ def main(argv=None):
     parser.add_argument('--reps', type=int, default=15, help='runs of each AnsiballZ file (default 15)')
     parser.add_argument('--only', default='', help='comma-separated: pid_namespace,bwrap_sandbox,ns_exec')
     parser.add_argument('--importtime', action='store_true', help='also print -X importtime per engine file')
+    parser.add_argument('--plays', type=int, default=0,
+                        help='also time N alternating pairs of --tasks-task plays (module vs raw tool), median ratio')
+    parser.add_argument('--tasks', type=int, default=30, help='tasks per play for --plays (default 30)')
     parser.add_argument('--keep', help='copy the AnsiballZ files into this directory (to profile them)')
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -203,6 +213,17 @@ def main(argv=None):
                 cumulative = importtime(ours)
                 for name, micros in sorted(cumulative.items(), key=lambda item: -item[1]):
                     print('|  | import %s: %.1f ms cumulative | | | |' % (name, micros / 1000.0))
+        for label, task, raw in chosen if args.plays else ():
+            ours_tasks = [task] * args.tasks
+            raw_tasks = [{'ansible.builtin.command': {'argv': raw}}] * args.tasks
+            times = {'ours': [], 'raw': []}
+            for rep in range(args.plays):
+                for which in (('ours', 'raw') if rep % 2 == 0 else ('raw', 'ours')):
+                    times[which].append(play(ours_tasks if which == 'ours' else raw_tasks,
+                                             os.path.join(tmp, which + '.yml')))
+            ours_s, raw_s = statistics.median(times['ours']), statistics.median(times['raw'])
+            print('%d-task play, %s: %.2f s vs raw %.2f s = %.3fx (median of %d each)'
+                  % (args.tasks, label, ours_s, raw_s, ours_s / raw_s, args.plays))
         print('\n%d reps each, alternating; load average %s' % (args.reps, ' '.join(
             '%.2f' % value for value in os.getloadavg())))
     finally:
