@@ -209,6 +209,11 @@ options:
     type: bool
     default: false
 notes:
+  - Run as root, the module keeps the engine's compiled Python code in C(/var/cache/linuxns/bytecode) (and
+    M(linuxns.isolation.bwrap_sandbox) the version of each bwrap binary in C(/var/cache/linuxns/bwrap-version)),
+    so later tasks skip that work. Only entries in root-only directories (mode 0700, reached without following
+    links) that are regular root files mode 0600 are used; anything else is ignored and the work done again.
+    Removing the directory is always safe.
   - A name belongs to the module that started it. A task of M(linuxns.isolation.pid_namespace) on a name
     that M(linuxns.isolation.bwrap_sandbox) recorded (or the other way round) fails, whatever its O(state),
     and changes nothing.

@@ -29,6 +29,7 @@ import subprocess
 import time
 
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import (
+    LinuxnsError,
     SpecError,
     StartError,
 )
@@ -197,27 +198,100 @@ def parse_version(text):
 
 
 def bwrap_version(path):
-    """Version tuple of the bwrap at ``path`` from ``bwrap --version``, cached per path."""
+    """Version tuple of the bwrap at ``path`` from ``bwrap --version``, cached per binary: in
+    this process, and as root in ``VERSION_CACHE_DIR`` (see ``_cached_version``)."""
     try:
         info = os.stat(path)
     except OSError as exc:
         raise SpecError('bwrap_path', path, 'cannot be read: %s' % exc.strerror, INSTALL_FIX)
-    key = (path, info.st_ino, info.st_mtime)
-    if key in _version_cache:
-        return _version_cache[key]
-    try:
-        proc = subprocess.run([path, '--version'], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=60, check=False)
-    except OSError as exc:
-        raise SpecError('bwrap_path', path, 'cannot be executed: %s' % exc.strerror, INSTALL_FIX)
-    text = proc.stdout.decode('utf-8', 'replace') + proc.stderr.decode('utf-8', 'replace')
-    version = parse_version(text) if proc.returncode == 0 else None
+    key = binary_key(info)
+    if (path, tuple(key)) in _version_cache:
+        return _version_cache[(path, tuple(key))]
+    version = _cached_version(path, key)
     if version is None:
-        raise SpecError('bwrap_path', path,
-                        'did not report a version (`%s --version` said %r)' % (path, text.strip()),
-                        'point bwrap_path at a bubblewrap executable')
-    _version_cache[key] = version
+        try:
+            proc = subprocess.run([path, '--version'], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, timeout=60, check=False)
+        except OSError as exc:
+            raise SpecError('bwrap_path', path, 'cannot be executed: %s' % exc.strerror, INSTALL_FIX)
+        text = proc.stdout.decode('utf-8', 'replace') + proc.stderr.decode('utf-8', 'replace')
+        version = parse_version(text) if proc.returncode == 0 else None
+        if version is None:
+            raise SpecError('bwrap_path', path,
+                            'did not report a version (`%s --version` said %r)' % (path, text.strip()),
+                            'point bwrap_path at a bubblewrap executable')
+        if time.time() - info.st_ctime > RACY_SECONDS:
+            _store_version(path, key, version)
+    _version_cache[(path, tuple(key))] = version
     return version
+
+
+# The version of a bwrap binary, kept across tasks: one entry per path (named by its sha256)
+# holding the binary's identity (device, inode, size, mtime, ctime) and the version. Only root
+# uses it; the directory chain is root's alone (``_zipload.open_cache_dir``) and an entry must be
+# a regular root file with one link (``_safeio``); a binary replaced, touched or chmod'ed has a
+# new ctime, so it is asked again.
+VERSION_CACHE_DIR = '/var/cache/linuxns/bwrap-version'  # None: ask every time
+VERSION_CACHE_LIMIT = 4096
+# A binary changed this recently could change again within the same timestamp tick, unseen by
+# the key: its version is not stored.
+RACY_SECONDS = 2
+
+
+def binary_key(info):
+    return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+
+
+def _version_entry(path):
+    import hashlib
+    return hashlib.sha256(path.encode('utf-8', 'surrogateescape')).hexdigest()
+
+
+def _cached_version(path, key):
+    """The version stored for ``path`` when it was stored for this very binary; else None."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _zipload
+    dir_fd = _zipload.open_cache_dir(VERSION_CACHE_DIR)
+    if dir_fd is None:
+        return None
+    try:
+        fd, _created = _safeio.open_regular_at(dir_fd, _version_entry(path), os.O_RDONLY, owner=0,
+                                               single_link=True)
+        try:
+            data = json.loads(_safeio.read_fd(fd, VERSION_CACHE_LIMIT, path).decode('utf-8'))
+        finally:
+            os.close(fd)
+        if data.get('path') != path or data.get('key') != key:
+            return None
+        version = tuple(int(part) for part in data['version'])
+        return version if len(version) == 3 else None
+    except (OSError, LinuxnsError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    finally:
+        os.close(dir_fd)
+
+
+def _store_version(path, key, version):
+    """Remember ``version`` for this binary (a fresh 0600 file renamed into place); errors ignored."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _zipload
+    dir_fd = _zipload.open_cache_dir(VERSION_CACHE_DIR, create=True)
+    if dir_fd is None:
+        return
+    entry = _version_entry(path)
+    temporary = '.%s.%d' % (entry, os.getpid())
+    try:
+        fd, _created = _safeio.open_regular_at(dir_fd, temporary, os.O_WRONLY, create_mode=0o600)
+        try:
+            os.write(fd, json.dumps({'path': path, 'key': key, 'version': list(version)}).encode('utf-8'))
+        finally:
+            os.close(fd)
+        os.rename(temporary, entry, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except (OSError, LinuxnsError):
+        try:
+            os.unlink(temporary, dir_fd=dir_fd)
+        except OSError:
+            pass
+    finally:
+        os.close(dir_fd)
 
 
 def is_setuid(path):

@@ -146,6 +146,9 @@ options:
       - Tested like O(creates).
     type: str
 notes:
+  - Run as root, the module keeps the engine's compiled Python code in C(/var/cache/linuxns/bytecode), so later
+    tasks skip compiling it. Only entries in root-only directories (mode 0700, reached without following links)
+    that are regular root files mode 0600 are used; anything else is ignored. Removing the directory is always safe.
   - Entering the namespaces of a process needs C(CAP_SYS_ADMIN) over the user namespace that owns them, and
     C(/proc/PID/ns) of another user's process is unreadable without privilege. So an unprivileged user can enter
     only sandboxes whose user namespace it owns (its own rootless bwrap sandbox); use C(become) for the others.

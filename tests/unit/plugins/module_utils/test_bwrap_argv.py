@@ -82,6 +82,54 @@ def test_bwrap_version_runs_the_binary_once_per_path(tmp_path):
     assert counter.read_text().count('x') == 1
 
 
+def _version_cache(monkeypatch, tmp_path):
+    os.chmod(str(tmp_path), 0o700)
+    monkeypatch.setattr(_bwrap, 'VERSION_CACHE_DIR', str(tmp_path / 'versions'))
+    monkeypatch.setattr(_bwrap, 'RACY_SECONDS', -1)
+    monkeypatch.setattr(_bwrap, '_version_cache', {})
+    return tmp_path / 'versions'
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='the version cache is used by root only')
+def test_bwrap_version_is_kept_across_tasks_per_binary(monkeypatch, tmp_path):
+    cache = _version_cache(monkeypatch, tmp_path)
+    counter = tmp_path / 'calls'
+    fake = tmp_path / 'bwrap'
+    fake.write_text('#!/bin/sh\necho x >> %s\necho "bubblewrap 0.9.0"\n' % counter)
+    fake.chmod(0o755)
+    assert _bwrap.bwrap_version(str(fake)) == (0, 9, 0)
+    _bwrap._version_cache.clear()  # the next task: a new process
+    assert _bwrap.bwrap_version(str(fake)) == (0, 9, 0)
+    assert counter.read_text().count('x') == 1
+    (entry,) = os.listdir(str(cache))
+    assert stat.S_IMODE(os.stat(str(cache / entry)).st_mode) == 0o600
+    # The binary replaced (same size even): asked again.
+    fake.write_text('#!/bin/sh\necho x >> %s\necho "bubblewrap 0.9.1"\n' % counter)
+    _bwrap._version_cache.clear()
+    assert _bwrap.bwrap_version(str(fake)) == (0, 9, 1)
+    assert counter.read_text().count('x') == 2
+    # An entry someone else could have written is not believed.
+    os.chown(str(cache / entry), 65534, -1)
+    _bwrap._version_cache.clear()
+    assert _bwrap.bwrap_version(str(fake)) == (0, 9, 1)
+    assert counter.read_text().count('x') == 3
+    os.chmod(str(cache), 0o755)  # a cache directory others could read is not used either
+    _bwrap._version_cache.clear()
+    assert _bwrap.bwrap_version(str(fake)) == (0, 9, 1)
+    assert counter.read_text().count('x') == 4
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='the version cache is used by root only')
+def test_bwrap_version_of_a_binary_changed_just_now_is_not_kept(monkeypatch, tmp_path):
+    cache = _version_cache(monkeypatch, tmp_path)
+    monkeypatch.setattr(_bwrap, 'RACY_SECONDS', 3600)
+    fake = tmp_path / 'bwrap'
+    fake.write_text('#!/bin/sh\necho "bubblewrap 0.9.0"\n')
+    fake.chmod(0o755)
+    assert _bwrap.bwrap_version(str(fake)) == (0, 9, 0)
+    assert not cache.exists() or not os.listdir(str(cache))
+
+
 def test_bwrap_version_of_something_that_is_not_bwrap(tmp_path):
     fake = tmp_path / 'bwrap'
     fake.write_text('#!/bin/sh\necho "usage: frobnicate"\n')

@@ -9,9 +9,12 @@ from __future__ import absolute_import, division, print_function
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import zipfile
+
+import pytest
 
 from ansible_collections.linuxns.isolation.plugins.module_utils import _spec
 
@@ -29,7 +32,9 @@ def counting_compile(source, filename, *args, **kwargs):
     return real_compile(source, filename, *args, **kwargs)
 builtins.compile = counting_compile
 import ansible_collections.linuxns.isolation.plugins.module_utils._zipload as zipload
+zipload.CACHE_DIR = CACHE_DIR
 from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher, _lifecycle
+from ansible_collections.linuxns.isolation.plugins.module_utils import _spec
 from ansible_collections.linuxns.isolation.plugins.module_utils._spec import spec_hash
 names = [n for n in sys.modules if n.startswith('%(package)s._')]
 out = {
@@ -41,6 +46,7 @@ out = {
     'hash': spec_hash({'argv': ['true']}),
     'finders': sum(isinstance(f, zipload.OneCompileFinder) for f in sys.meta_path),
     'installed_again': zipload.install(),
+    'traceback_file': _spec.spec_hash.__code__.co_filename,
 }
 print(json.dumps(out))
 ''' % {'package': PACKAGE}
@@ -60,9 +66,10 @@ def _engine_zip(tmp_path):
     return path
 
 
-def _probe(zip_path):
+def _probe(zip_path, cache_dir=None, probe=PROBE):
     env = dict(os.environ, PYTHONPATH=zip_path, PYTHONDONTWRITEBYTECODE='1')
-    proc = subprocess.run([sys.executable, '-I', '-c', 'import sys; sys.path.insert(0, %r)\n%s' % (zip_path, PROBE)],
+    proc = subprocess.run([sys.executable, '-I', '-c', 'import sys; sys.path.insert(0, %r)\nCACHE_DIR = %r\n%s'
+                           % (zip_path, cache_dir, probe)],
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr.decode()
     return json.loads(proc.stdout.decode())
@@ -91,3 +98,141 @@ def test_engine_from_a_directory_is_left_to_the_normal_import():
     assert _zipload.install() is False
     assert not any(isinstance(f, _zipload.OneCompileFinder) for f in sys.meta_path)
     assert type(_spec.__loader__).__name__ != 'OneCompileFinder'
+
+
+# --- the bytecode cache (root only) -------------------------------------------------------
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason='the cache is used by root only')
+
+# Imports _zipload with a cache, forks, and imports _spec in the child only: the child must
+# compile it (it may run in a sandbox's mount namespace), though the cache holds it.
+CHILD_PROBE = r'''
+import builtins, json, os, sys
+compiled = []
+real_compile = builtins.compile
+def counting_compile(source, filename, *args, **kwargs):
+    compiled.append(str(filename))
+    return real_compile(source, filename, *args, **kwargs)
+builtins.compile = counting_compile
+import ansible_collections.linuxns.isolation.plugins.module_utils._zipload as zipload
+zipload.CACHE_DIR = CACHE_DIR
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _errors
+    os.write(w, json.dumps([f for f in compiled if f.endswith('/_errors.py')]).encode())
+    os._exit(0)
+os.close(w)
+child = json.loads(os.read(r, 65536).decode())
+os.waitpid(pid, 0)
+print(json.dumps({'child_compiled': child}))
+'''
+
+
+def _cache_dir(tmp_path):
+    path = tmp_path / 'cache'
+    os.chmod(str(tmp_path), 0o700)
+    return str(path)
+
+
+@needs_root
+def test_cache_second_run_compiles_nothing_and_behaves_the_same(tmp_path):
+    zip_path = _engine_zip(tmp_path)
+    cache = _cache_dir(tmp_path)
+    first = _probe(zip_path, cache)
+    assert set(v for k, v in first['compiled'].items() if not k.endswith('/_zipload.py')) == {1}
+    assert stat.S_IMODE(os.stat(cache).st_mode) == 0o700
+    entries = os.listdir(cache)
+    assert entries and all(stat.S_IMODE(os.stat(os.path.join(cache, e)).st_mode) == 0o600 for e in entries)
+    # A second payload in another place (AnsiballZ's temp dir differs on every run).
+    other = tmp_path / 'other'
+    other.mkdir()
+    zip_two = _engine_zip(other)
+    second = _probe(zip_two, cache)
+    assert [k for k in second['compiled'] if not k.endswith('/_zipload.py')] == []
+    assert second['hash'] == first['hash'] == _spec.spec_hash({'argv': ['true']})
+    assert second['source_ok'] is True
+    prefix = zip_two + '/ansible_collections/linuxns/isolation/plugins/module_utils/'
+    assert second['traceback_file'] == prefix + '_spec.py'
+    assert second['files'][PACKAGE + '._spec'] == prefix + '_spec.py'
+    assert sorted(os.listdir(cache)) == sorted(entries)
+
+
+@needs_root
+def test_cache_entries_not_root_only_are_compiled_again(tmp_path):
+    zip_path = _engine_zip(tmp_path)
+    cache = _cache_dir(tmp_path)
+    _probe(zip_path, cache)
+    spec_entry = [e for e in os.listdir(cache) if e.startswith('_spec.')][0]
+    errors_entry = [e for e in os.listdir(cache) if e.startswith('_errors.')][0]
+    launcher_entry = [e for e in os.listdir(cache) if e.startswith('_launcher.')][0]
+    lifecycle_entry = [e for e in os.listdir(cache) if e.startswith('_lifecycle.')][0]
+    os.chown(os.path.join(cache, spec_entry), 65534, 65534)  # another user's file
+    os.chmod(os.path.join(cache, errors_entry), 0o644)  # readable by others: not ours
+    os.link(os.path.join(cache, launcher_entry), str(tmp_path / 'hardlink'))  # a second link
+    with open(os.path.join(cache, lifecycle_entry), 'r+b') as handle:  # damaged
+        handle.seek(40)
+        byte = handle.read(1)
+        handle.seek(40)
+        handle.write(bytes([byte[0] ^ 0xff]))
+    result = _probe(zip_path, cache)
+    compiled = set(os.path.basename(k) for k in result['compiled'])
+    assert {'_spec.py', '_errors.py', '_launcher.py', '_lifecycle.py'} <= compiled
+    assert '_syscalls.py' not in compiled
+    assert result['hash'] == _spec.spec_hash({'argv': ['true']})
+
+
+@needs_root
+def test_cache_in_a_directory_others_can_write_is_not_used(tmp_path):
+    zip_path = _engine_zip(tmp_path)
+    cache = _cache_dir(tmp_path)
+    _probe(zip_path, cache)
+    os.chmod(cache, 0o770)
+    result = _probe(zip_path, cache)
+    assert '_spec.py' in set(os.path.basename(k) for k in result['compiled'])
+    # A link on the way is never followed, even root's.
+    os.chmod(cache, 0o700)
+    os.symlink(cache, str(tmp_path / 'link'))
+    result = _probe(zip_path, str(tmp_path / 'link'))
+    assert '_spec.py' in set(os.path.basename(k) for k in result['compiled'])
+
+
+@needs_root
+def test_cache_is_not_used_by_a_forked_child(tmp_path):
+    zip_path = _engine_zip(tmp_path)
+    cache = _cache_dir(tmp_path)
+    _probe(zip_path, cache)
+    assert [e for e in os.listdir(cache) if e.startswith('_errors.')]
+    result = _probe(zip_path, cache, CHILD_PROBE)
+    assert len(result['child_compiled']) == 1, result
+
+
+@needs_root
+def test_open_cache_dir(tmp_path):
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _zipload
+    cache = _cache_dir(tmp_path)
+    assert _zipload.open_cache_dir(cache) is None  # missing, not created
+    assert _zipload.open_cache_dir('relative/dir', create=True) is None
+    fd = _zipload.open_cache_dir(cache, create=True)
+    assert fd is not None
+    os.close(fd)
+    assert stat.S_IMODE(os.stat(cache).st_mode) == 0o700
+    os.chmod(cache, 0o755)  # the cache directory itself must be private
+    assert _zipload.open_cache_dir(cache) is None
+    os.chmod(cache, 0o700)
+    os.chown(cache, 65534, -1)
+    assert _zipload.open_cache_dir(cache) is None
+    os.chown(cache, 0, -1)
+    os.chmod(str(tmp_path), 0o777)  # an ancestor anyone can rename entries of
+    assert _zipload.open_cache_dir(cache) is None
+    os.chmod(str(tmp_path), 0o1777)  # sticky, like /tmp: fine
+    fd = _zipload.open_cache_dir(cache)
+    assert fd is not None
+    os.close(fd)
+    os.chmod(str(tmp_path), 0o700)
+
+
+def test_no_cache_for_other_users(monkeypatch, tmp_path):
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _zipload
+    monkeypatch.setattr(os, 'geteuid', lambda: 1000)
+    assert _zipload.open_cache_dir(str(tmp_path), create=True) is None
