@@ -58,15 +58,26 @@ _EXIT_CODE_OFFSET = 60
 def window_for(lifecycle):
     """Seconds a fresh service is watched: ``MIN_WINDOW`` with ``restart: no``, else not shorter than
     the first restart delay. ``lifecycle``: a ``LifecycleSpec`` or a dict with the same keys."""
-    get = lifecycle.get if isinstance(lifecycle, dict) else (lambda key, default=None: getattr(lifecycle, key, default))
-    restart = get('restart', 'no') or 'no'
+    if isinstance(lifecycle, dict):
+        restart, delay = restart_of(lifecycle)
+    else:
+        restart = getattr(lifecycle, 'restart', 'no') or 'no'
+        delay = getattr(lifecycle, 'restart_delay', 0)
     if restart == 'no':
         return MIN_WINDOW
     try:
-        delay = float(get('restart_delay', 0) or 0)
+        delay = float(delay or 0)
     except (TypeError, ValueError):
         delay = 0.0
     return max(MIN_WINDOW, delay)
+
+
+def restart_of(spec):
+    """``(restart, restart_delay)`` of a canonical spec (a record's), where defaults were dropped."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _spec
+    spec = spec if isinstance(spec, dict) else {}
+    restart = spec.get('restart', _spec.OPTIONS['restart'].default) or 'no'
+    return restart, spec.get('restart_delay', _spec.OPTIONS['restart_delay'].default)
 
 
 class Verdict(collections.namedtuple('Verdict', 'outcome last_exit restarts')):
@@ -161,10 +172,9 @@ def _exit_bound(watch, status):
         mtime = os.lstat(watch.store.status_path(watch.record.name)).st_mtime
     except OSError:
         return None
-    delay = 0.0
-    spec = watch.record.spec if isinstance(watch.record.spec, dict) else {}
+    restart, delay = restart_of(watch.record.spec)
     try:
-        delay = float(spec.get('restart_delay', 1) if spec.get('restart', 'no') != 'no' else 0)
+        delay = float(delay or 0) if restart != 'no' else 0.0
     except (TypeError, ValueError):
         delay = 0.0
     return mtime - int(status.get('restarts') or 0) * delay
@@ -282,8 +292,9 @@ def service_state(record, live, status, proc_children=None, proc_identity=None, 
             chain = _safe(nspid, child)
             if chain and chain[-1] == inner and _runs_in(identity(child), record):
                 return 'started', child
-        # Only the live-checked PID 1 itself may still be named (a status that counts it as the service).
-        return 'started', candidate if candidate == record.pid else None
+        # The live-checked PID 1 itself, when it is the process the status names.
+        chain = _safe(nspid, record.pid)
+        return 'started', record.pid if chain and chain[-1] == inner else None
     if not isinstance(candidate, int) or candidate <= 0:
         return 'started', None
     if candidate == record.pid:
