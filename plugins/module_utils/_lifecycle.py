@@ -450,8 +450,9 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
         try:
             driver.verify(started, launch)
         except StartError:
-            # A service that died says more through its log than through a failed check.
-            first_moment.raise_if_dead()
+            # A service that died says more through its log than through a failed check (one dying
+            # right now fails a check before it is seen dead: the window tells).
+            first_moment.wait()
             raise
         first_moment.wait()
     except BaseException as exc:
