@@ -235,7 +235,7 @@ notes:
     naming the option and the path, and the task reports a change. A real run refuses it before anything starts.
   - With C(--diff) the diff shows the canonical spec before (of the running service, or empty) and
     after (of the service that would run, or empty when it would be stopped or removed).
-  - Every start is verified before the module returns, and watched through its start window: 0.3 s with
+  - Every start is verified before the module returns, and watched through its start window, 0.3 s with
     O(restart=no), else O(restart_delay) when longer (so a start with O(restart) takes at least that long).
     Any exit of the command inside the window fails the task, whatever O(restart) says (a crash loop is not
     a success), naming the exit code or signal and quoting the last lines of its log.

@@ -159,8 +159,8 @@ services:
     service_pid:
       description:
         - Host PID of the user's process, looked up among the children of its init (a restart changes it). Null
-          when the service is not alive, between two restarts, and whenever that process is gone: never a dead
-          or reused PID.
+          when the service is not alive, between two restarts, and whenever that process is gone (never a dead
+          or reused PID).
       type: int
     spec_hash:
       description: Hash of the options the service was started with.

@@ -322,8 +322,8 @@ pid:
 service_pid:
   description:
     - Host PID of the command (the init's child); it changes with every restart by the O(restart) policy.
-      Null when the service does not run, between two restarts, and whenever that process is gone: never a
-      dead or reused PID.
+      Null when the service does not run, between two restarts, and whenever that process is gone (never a
+      dead or reused PID).
   returned: always
   type: int
   sample: 24812
