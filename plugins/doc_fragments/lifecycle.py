@@ -248,6 +248,16 @@ notes:
     naming the option and the path, and the task reports a change. A real run refuses it before anything starts.
   - With C(--diff) the diff shows the canonical spec before (of the running service, or empty) and
     after (of the service that would run, or empty when it would be stopped or removed).
-  - Every start is verified before the module returns; a service that exits within its first moment
-    fails the task with the last lines of its log and leaves nothing behind.
+  - Every start is verified before the module returns, and watched through its start window, 0.3 s with
+    O(restart=no), else O(restart_delay) when longer (so a start with O(restart) takes at least that long).
+    Any exit of the command inside the window fails the task, whatever O(restart) says (a crash loop is not
+    a success), naming the exit code or signal and quoting the last lines of its log.
+  - A failed start leaves nothing behind - it is removed, not just stopped. What runs of it is killed, and its
+    record, status and default log go (a O(log_path) of yours keeps its content). The task then reports
+    C(changed) when something was started and stopped, including a running service this task replaced.
+  - A command that exits after its window is a started service that its restart policy handles. While its
+    init waits to run it again the result's and M(linuxns.isolation.ns_info)'s C(state) is V(restarting)
+    and C(service_pid) is null. No result names a dead PID. A re-run of the unchanged task changes nothing but
+    warns when the command exited since the service started, naming the restarts, the last exit status
+    and the log; use O(state=restarted) to start it afresh.
 '''

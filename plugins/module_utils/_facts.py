@@ -20,13 +20,12 @@ from ansible_collections.linuxns.isolation.plugins.module_utils._errors import (
     TargetError,
 )
 from ansible_collections.linuxns.isolation.plugins.module_utils._inspect import (
-    children,
     isolation,
     link_inode,
     list_namespaces,
     namespaces_of,
-    nspid,
 )
+from ansible_collections.linuxns.isolation.plugins.module_utils._start_window import service_state
 
 NAMESPACE_KEYS = ('type', 'inode', 'owner', 'nprocs', 'pid', 'command')
 
@@ -54,22 +53,13 @@ def namespace_facts(namespaces, types=None, members=None):
 
 
 def host_service_pid(record, alive, status):
-    """Host PID of the service process.
+    """Host PID of the service process while that very process runs, else None.
 
     The init's status file counts PIDs inside the namespace, and a restart changes the
     service's PID, so the live service is looked up among the init's children by its PID
-    in the namespace; otherwise the PID recorded at start is all there is.
+    in the namespace; a dead or reused PID is never returned (``_start_window.service_state``).
     """
-    inner = (status or {}).get('service_pid')
-    pid = getattr(record, 'pid', None)
-    if alive and isinstance(inner, int) and isinstance(pid, int):
-        for child in children(pid):
-            try:
-                if nspid(child)[-1] == inner:
-                    return child
-            except (IOError, OSError):
-                continue
-    return getattr(record, 'service_pid', None)
+    return service_state(record, alive, status)[1]
 
 
 def service_fact(name, record, alive, status, service_pid=None, own=None):
@@ -90,9 +80,10 @@ def service_fact(name, record, alive, status, service_pid=None, own=None):
         'name': name,
         'module': getattr(record, 'module', None),
         'alive': bool(alive),
-        'state': status.get('state') or ('running' if alive else 'dead'),
-        'pid': getattr(record, 'pid', None),
-        'service_pid': getattr(record, 'service_pid', None) if service_pid is None else service_pid,
+        'state': _state(alive, status),
+        # No fact names a dead PID: a service that is not alive has neither.
+        'pid': getattr(record, 'pid', None) if alive else None,
+        'service_pid': service_pid if alive else None,
         'spec_hash': getattr(record, 'spec_hash', None),
         'started_at': getattr(record, 'started_at', None),
         'restarts': int(status.get('restarts') or 0),
@@ -104,6 +95,14 @@ def service_fact(name, record, alive, status, service_pid=None, own=None):
         'isolated': isolated,
         'joined': joined,
     }
+
+
+def _state(alive, status):
+    """What the init last reported while its service is alive (``running``, ``restarting``, ...);
+    ``exited`` or ``dead`` once it is not (a status left by a killed init says nothing then)."""
+    if not alive:
+        return 'exited' if status.get('state') == 'exited' else 'dead'
+    return status.get('state') or 'running'
 
 
 def service_facts(store, names=None):

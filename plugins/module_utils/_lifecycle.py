@@ -20,7 +20,6 @@ import datetime
 import errno
 import os
 import signal
-import time
 
 from ansible_collections.linuxns.isolation.plugins.module_utils import _hash_inputs, _spec
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import (
@@ -30,9 +29,7 @@ from ansible_collections.linuxns.isolation.plugins.module_utils._hostcheck impor
 # A one-shot (detach: false) never touches the store nor reads /proc of a service: _store and
 # _inspect are imported where a service is handled, so a one-shot task does not compile them.
 
-# How long a fresh service is watched for an immediate death before the task returns.
-START_GRACE = 0.3
-_START_POLL = 0.05
+# How long a fresh service is watched, and what ends its start: _start_window.
 LOG_TAIL_LINES = 20
 # /proc/PID/stat is a few hundred bytes; a longer one was not written by the kernel.
 _PROC_STAT_LIMIT = 4096
@@ -360,7 +357,12 @@ def _converge_service(params, driver, store, name, state, canonical, launch, des
             _alive.remove(store, name)
             driver.release_ids(store, name)
         if 'start' in actions:
-            record = _start(params, driver, store, name, canonical, launch, desired_hash, owner_after)
+            try:
+                record = _start(params, driver, store, name, canonical, launch, desired_hash, owner_after)
+            except LinuxnsError as exc:
+                if 'stop' in actions or 'remove' in actions:
+                    exc.changed = True
+                raise
         if 'relabel' in actions:
             record.owner = owner_after
             store.write(record)
@@ -373,6 +375,11 @@ def _converge_service(params, driver, store, name, state, canonical, launch, des
     result['owner'] = None if state == 'absent' else owner_after
     result['changed'] = bool(actions)
     result['actions'] = actions
+    if live and 'start' not in actions and record is not None:
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _start_window
+        warning = _start_window.health_warning(name, True, store.status(name), record.log_path)
+        if warning:
+            result.setdefault('warnings_on_host', []).append(warning)
     result['diff'] = diff
     return result
 
@@ -420,7 +427,7 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
     # The default log goes with the record; a log_path the user named and that held
     # earlier output stays theirs.
     keep_log = log_existed and log_path != store.log_path(name)
-    record = started = None
+    record = started = first_moment = None
     alive_fd = _alive.create(store, name)
     try:
         # The service's PID 1 holds alive_fd (its lock) for its life; this copy closes below.
@@ -433,18 +440,24 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
         # Written before verification: a module killed from here on leaves a findable service;
         # one killed before it leaves none (the init stops a service that was never committed).
         store.write(record)
+        first_moment = _FirstMoment(store, record, driver, started, log_path, log_offset, keep_log,
+                                    getattr(launch, 'lifecycle', None))
         if getattr(started, 'commit', None) is not None:
-            record = _committed(store, record, started.commit())
-        first_moment = _FirstMoment(store, record, driver, started, log_path, log_offset, keep_log)
+            first_moment.watch.pin()  # before the command may run (and end)
+            record = first_moment.watch.record = first_moment.record = _committed(store, record, started.commit())
+        first_moment.watch.begin()
         first_moment.raise_if_dead()
         try:
             driver.verify(started, launch)
         except StartError:
-            # A service that died says more through its log than through a failed check.
-            first_moment.raise_if_dead()
+            # A service that died says more through its log than through a failed check (one dying
+            # right now fails a check before it is seen dead: the window tells).
+            first_moment.wait()
             raise
-        first_moment.watch()
-    except BaseException:
+        first_moment.wait()
+    except BaseException as exc:
+        if started is not None and isinstance(exc, LinuxnsError):
+            exc.changed = True  # something ran and was stopped again
         _discard(driver, store, record, (store.record_path(name), status_path, _alive.alive_path(store, name)),
                  () if keep_log else (log_path,))
         try:
@@ -453,6 +466,8 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
             pass
         raise
     finally:
+        if first_moment is not None:
+            first_moment.watch.close()
         os.close(alive_fd)
         driver.start_done()
     return record
@@ -490,48 +505,38 @@ def _discard(driver, store, record, paths, own_files=()):
 
 
 class _FirstMoment(object):
-    """Watches a fresh service for an immediate death, and says how it died."""
+    """Watches a fresh service through its start window (``_start_window``): any exit of its command
+    inside the window fails the start, whatever the restart policy, and says how it ended."""
 
-    def __init__(self, store, record, driver, started, log_path, log_offset, keep_log):
+    def __init__(self, store, record, driver, started, log_path, log_offset, keep_log, lifecycle=None):
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _start_window
         self.store, self.record, self.driver, self.started = store, record, driver, started
         self.log_path, self.log_offset, self.keep_log = log_path, log_offset, keep_log
+        self.watch = _start_window.Watch(store, record, driver, started,
+                                         _start_window.window_for(lifecycle or record.spec or {}))
 
     def raise_if_dead(self):
-        status = self.store.status(self.record.name) or {}
-        if status.get('state') != 'exited' and self.store.is_live(self.record):
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _start_window
+        self.raise_on(_start_window.verdict(self.watch))
+
+    def wait(self):
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _start_window
+        self.raise_on(_start_window.wait(self.watch))
+
+    def raise_on(self, verdict):
+        """Raise the start's failure for an EXITED ``verdict``."""
+        if verdict.outcome != 'exited':
             return
-        if not status.get('last_exit'):
-            status = dict(status, last_exit=self.driver.early_exit(self.started))
         tail = log_tail(self.log_path, self.log_offset)
         # A failed start removes the default log with the record: quote it, never point at it.
         where = ('the last %d lines of %s' % (LOG_TAIL_LINES, self.log_path) if self.keep_log
                  else 'its last %d lines of output (its log is removed with it)' % LOG_TAIL_LINES)
-        raise StartError("service '%s' %s within its first moment; %s:\n%s"
-                         % (self.record.name, _exit_text(status), where, tail))
-
-    def watch(self):
-        deadline = time.monotonic() + START_GRACE
-        while True:
-            self.raise_if_dead()
-            if time.monotonic() >= deadline:
-                return
-            time.sleep(_START_POLL)
-
-
-def _exit_text(status):
-    last = status.get('last_exit') or {}
-    if last.get('signal'):
-        return 'was killed by signal %s' % _signal_name(last['signal'])
-    if last.get('code') is not None:
-        return 'exited with code %d' % last['code']
-    return 'exited'
-
-
-def _signal_name(number):
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return str(number)
+        spec = self.record.spec if isinstance(self.record.spec, dict) else {}
+        restart = spec.get('restart', 'no')
+        policy = ('; restart: %s does not make that a start: the service was stopped and removed' % restart
+                  if restart != 'no' else '')
+        raise StartError("service '%s' %s within its first moment (the start window of %.1f s%s); %s:\n%s"
+                         % (self.record.name, verdict.exit_text, self.watch.window, policy, where, tail))
 
 
 def log_tail(log_path, offset=0, lines=LOG_TAIL_LINES):
@@ -543,23 +548,6 @@ def log_tail(log_path, offset=0, lines=LOG_TAIL_LINES):
         return '(no log)'
     text = data.decode('utf-8', 'replace').rstrip('\n')
     return '\n'.join(text.split('\n')[-lines:]) if text else '(the log is empty)'
-
-
-def _host_service_pid(record, status):
-    """Host PID of the service: the init's status has its PID inside the namespace after a restart."""
-    inner = status.get('service_pid')
-    if not status.get('restarts'):
-        return record.service_pid
-    if inner is None:
-        return None  # between two restarts: the recorded PID is the previous, dead service
-    from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
-    try:
-        for child in _inspect.children(record.pid):
-            if _inspect.nspid(child)[-1] == inner:
-                return child
-    except (OSError, LinuxnsError):
-        pass
-    return None
 
 
 def isolation_of(record, namespaces, own=None):
@@ -579,6 +567,7 @@ def isolation_of(record, namespaces, own=None):
 
 
 def _service_result(params, driver, store, name, state, record, live, desired_hash, dry):
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _start_window
     status = (store.status(name) or {}) if record is not None else {}
     if record is None:
         log_path = params.get('log_path') or store.log_path(name)
@@ -586,12 +575,17 @@ def _service_result(params, driver, store, name, state, record, live, desired_ha
         log_path = record.log_path
     namespaces = dict(record.namespaces or {}) if live and record is not None else {}
     isolated, joined = isolation_of(record, namespaces)
+    # restarting: its init is alive, the command is not (between two restarts); no dead PID is named.
+    now, service_pid = _start_window.service_state(record, live, status)
+    if state == 'absent':
+        now = 'absent'
+    elif not live:
+        now = 'started' if dry and state in ('started', 'restarted') else 'stopped'
     return {
         'name': name,
-        'state': 'absent' if state == 'absent' else ('started' if live or (dry and state in (
-            'started', 'restarted')) else 'stopped'),
+        'state': now,
         'pid': record.pid if live and record is not None else None,
-        'service_pid': _host_service_pid(record, status) if live and record is not None else None,
+        'service_pid': service_pid,
         'namespaces': namespaces,
         'isolated': isolated,
         'joined': joined,
@@ -664,7 +658,7 @@ def run_module(module, driver):
     try:
         result = converge(module.params, driver, module.check_mode)
     except LinuxnsError as exc:
-        module.fail_json(msg=str(exc), **driver.extra_result())
+        module.fail_json(msg=str(exc), changed=bool(getattr(exc, 'changed', False)), **driver.extra_result())
     result.update(driver.extra_result())
     result.pop('actions', None)
     for warning in result.pop('warnings_on_host', ()):

@@ -361,7 +361,10 @@ name:
   type: str
   sample: webhook
 state:
-  description: V(started), V(stopped) or V(absent) after the task (in check mode, what a real run would leave).
+  description:
+    - V(started), V(stopped) or V(absent) after the task (in check mode, what a real run would leave).
+    - V(restarting) when the sandbox's init is alive but waits to run the command again (O(restart));
+      RV(service_pid) is null then.
   returned: always
   type: str
   sample: started
@@ -371,7 +374,7 @@ pid:
   type: int
   sample: 24811
 service_pid:
-  description: Host PID of the command; null when not running.
+  description: Host PID of the command; null when not running, between two restarts, and whenever that process is gone.
   returned: always
   type: int
   sample: 24812

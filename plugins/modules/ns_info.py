@@ -148,16 +148,19 @@ services:
       type: bool
     state:
       description:
-        - What the service's init last reported (for example C(running), C(exited)).
-        - C(running) or C(dead), from RV(services[].alive), when it reported nothing.
+        - While the service is alive, what its init last reported, for example C(running), or C(restarting)
+          (between two runs of the command; RV(services[].service_pid) is null then); C(running) when it
+          reported nothing.
+        - Once it is not alive, C(exited) when its init said so, else C(dead).
       type: str
     pid:
-      description: Host PID of the namespace's PID 1.
+      description: Host PID of the namespace's PID 1; null when the service is not alive (never a dead PID).
       type: int
     service_pid:
       description:
-        - Host PID of the user's process. While the service is alive it is looked up among the children of its init
-          (a restart changes it); otherwise it is the PID recorded at start.
+        - Host PID of the user's process, looked up among the children of its init (a restart changes it). Null
+          when the service is not alive, between two restarts, and whenever that process is gone (never a dead
+          or reused PID).
       type: int
     spec_hash:
       description: Hash of the options the service was started with.

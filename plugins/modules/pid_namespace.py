@@ -198,7 +198,7 @@ notes:
     every process of the PID namespace, so nothing of the service survives a stop."
   - "Verification after start: the module returns only once PID 1 is alive in a PID namespace other than the
     module's and, with O(mount_proc), the C(/proc) inside shows that PID 1 as its own process 1. A service that
-    exits within its first moment fails the task with the last lines of its log and leaves no record behind."
+    exits within its start window fails the task with the last lines of its log and leaves no record behind."
   - "Rootless use: run the task as an unprivileged user (C(become_user)) with V(user) in O(namespaces); the
     default O(state_dir) is then C($XDG_RUNTIME_DIR/linuxns). When the kernel refuses a user namespace, the error
     names the sysctls to check (C(user.max_user_namespaces), C(kernel.apparmor_restrict_unprivileged_userns))."
@@ -307,6 +307,8 @@ state:
   description:
     - V(started) when the service runs (or, in check mode, would run), V(stopped) when it does not,
       V(absent) after O(state=absent).
+    - V(restarting) when its init is alive but waits to run the command again (O(restart)); RV(service_pid)
+      is null then.
   returned: always
   type: str
   sample: started
@@ -320,7 +322,8 @@ pid:
 service_pid:
   description:
     - Host PID of the command (the init's child); it changes with every restart by the O(restart) policy.
-      Null when the service does not run.
+      Null when the service does not run, between two restarts, and whenever that process is gone (never a
+      dead or reused PID).
   returned: always
   type: int
   sample: 24812

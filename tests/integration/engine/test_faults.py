@@ -26,7 +26,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect, _lifecycle, _syscalls
+from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect, _start_window, _syscalls
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import StoreError
 from ansible_collections.linuxns.isolation.plugins.module_utils._bwrap_driver import BwrapDriver
 from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle import PidNamespaceDriver, converge
@@ -531,8 +531,8 @@ def _children_of_self():
 
 
 def test_hundred_start_stop_cycles_leak_no_process_mount_or_fd(services, monkeypatch):
-    # The first-moment watch is covered elsewhere; here it would only add 0.3 s per cycle.
-    monkeypatch.setattr(_lifecycle, 'START_GRACE', 0.0)
+    # The start window is covered elsewhere; here it would only add 0.3 s per cycle.
+    monkeypatch.setattr(_start_window, 'MIN_WINDOW', 0.0)
     marker, argv = services.marker_argv()
     services.names.update('cycle%d' % i for i in range(7))
     # The cycles run in a forked child with a private mount namespace of its own: a mount the

@@ -89,7 +89,17 @@ def test_service_fact_tells_isolated_from_joined_and_shared_types():
 
 def test_service_fact_without_status():
     fact = _facts.service_fact('web', record_for('web', 100, 1, 2), False, None)
-    assert (fact['state'], fact['restarts'], fact['last_exit'], fact['service_pid']) == ('dead', 0, None, 101)
+    # No fact names a dead PID.
+    assert (fact['state'], fact['restarts'], fact['last_exit'], fact['pid'], fact['service_pid']) == \
+        ('dead', 0, None, None, None)
+
+
+def test_a_stale_running_status_of_a_dead_service_reads_dead():
+    stale = {'service_pid': 3, 'restarts': 1, 'last_exit': None, 'state': 'running'}
+    fact = _facts.service_fact('web', record_for('web', 100, 1, 2), False, stale, service_pid=None)
+    assert (fact['alive'], fact['state'], fact['pid'], fact['service_pid']) == (False, 'dead', None, None)
+    restarting = dict(stale, state='restarting', service_pid=None)
+    assert _facts.service_fact('web', record_for('web', 100, 1, 2), True, restarting)['state'] == 'restarting'
 
 
 def test_host_service_pid_found_among_the_init_children():
@@ -99,8 +109,11 @@ def test_host_service_pid_found_among_the_init_children():
         record = record_for('web', me.pid, me.start_time, me.pidns_inode)
         # In our own PID namespace the PID "inside" is the host PID.
         assert _facts.host_service_pid(record, True, {'service_pid': child.pid}) == child.pid
-        assert _facts.host_service_pid(record, False, {'service_pid': child.pid}) == me.pid + 1
-        assert _facts.host_service_pid(record, True, None) == me.pid + 1
+        # Not alive, or a recorded PID that is no child of PID 1: no PID at all, never a stale one.
+        assert _facts.host_service_pid(record, False, {'service_pid': child.pid}) is None
+        assert _facts.host_service_pid(record, True, None) in (None, child.pid)
+        between = {'service_pid': None, 'restarts': 1, 'state': 'restarting', 'last_exit': {'code': 1, 'signal': None}}
+        assert _facts.host_service_pid(record, True, between) is None
     finally:
         child.kill()
         child.wait()

@@ -568,6 +568,33 @@ def test_run_module_turns_errors_into_fail_json_and_hides_diff_unless_asked(driv
     assert done.value.failed and done.value.result['rc'] == 1
 
 
+def test_a_failed_start_is_changed_when_something_ran_and_a_bad_option_is_not(driver, state_dir):
+    params = dict((option.name, option.static_default) for option in _spec.LIFECYCLE_OPTIONS)
+    params.update(name='web', command="sh -c 'echo boom; exit 3'", state_dir=state_dir)
+    driver.die_on_start = True
+    with pytest.raises(Exit) as done:
+        _lifecycle.run_module(FakeModule(params), driver)
+    assert done.value.failed and done.value.result['changed'] is True
+    assert 'exited with code 3 within its first moment' in done.value.result['msg']
+    with pytest.raises(Exit) as done:
+        _lifecycle.run_module(FakeModule(dict(params, umask='abc')), driver)
+    assert done.value.failed and done.value.result['changed'] is False
+
+
+def test_a_rerun_against_a_restarting_service_warns_and_names_no_pid(driver, store):
+    first = converge(driver, store, restart='always')
+    with open(store.status_path('web'), 'w') as status:
+        json.dump({'service_pid': None, 'restarts': 19, 'state': 'restarting',
+                   'last_exit': {'code': 1, 'signal': None}}, status)
+    again = converge(driver, store, restart='always')
+    assert (again['changed'], again['state'], again['service_pid'], again['restarts']) == \
+        (False, 'restarting', None, 19)
+    assert again['pid'] == first['pid']
+    assert len(again['warnings_on_host']) == 1 and 'is restarting' in again['warnings_on_host'][0]
+    checked = converge(driver, store, check_mode=True, restart='always')
+    assert checked['state'] == 'restarting' and checked['warnings_on_host'] == again['warnings_on_host']
+
+
 def test_pid_namespace_driver_builds_the_engine_specs():
     canonical, launch = _lifecycle.PidNamespaceDriver().build(
         {'name': 'web', 'command': 'sleep 1', 'namespaces': ['net'], 'stop_signal': 'INT'})
