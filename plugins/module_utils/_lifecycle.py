@@ -327,14 +327,39 @@ def _read(store, name, state):
         return None, True
 
 
-def _converge_service(params, driver, store, name, state, canonical, launch, desired_hash, dry):
+# ---------------------------------------------------------------------------
+# phases: decide (plan) -> take down -> launch (a pending start) -> watch -> result.
+# The single-service modules run them for one service; _many runs them for a list, launching every
+# start before watching them all in one loop.
+
+class ServicePlan(object):
+    """What one service needs: the record found, whether it runs, the actions in order, owners, diff."""
+
+    __slots__ = ('name', 'state', 'record', 'damaged', 'live', 'actions', 'recorded_owner', 'owner',
+                 'diff')
+
+    def __init__(self, **fields):
+        for key in self.__slots__:
+            setattr(self, key, fields.get(key))
+
+
+def _owner_param(params):
+    return _spec.OPTIONS['owner'].normalise(params['owner']) if params.get('owner') is not None else None
+
+
+def decide(params, driver, store, name, state, canonical, desired_hash, found=None):
+    """Plan service ``name`` (pure but for reading its record and liveness).
+
+    ``found``: ``(record, damaged)`` already read by the caller (``_many`` reads every record once);
+    None reads it here.
+    """
     from ansible_collections.linuxns.isolation.plugins.module_utils import _alive
     from ansible_collections.linuxns.isolation.plugins.module_utils._store import BEHAVIOUR_VERSION
-    record, damaged = _read(store, name, state)
+    record, damaged = found if found is not None else _read(store, name, state)
     check_owning_module(record, driver.module)
     live = record is not None and store.is_live(record)
     actions = plan(state, record, live, desired_hash, BEHAVIOUR_VERSION)
-    owner = _spec.OPTIONS['owner'].normalise(params['owner']) if params.get('owner') is not None else None
+    owner = _owner_param(params)
     recorded_owner = record.owner if record is not None else None
     # A task that names no owner keeps the recorded one, also across a restart.
     owner_after = owner if owner is not None else recorded_owner
@@ -349,32 +374,60 @@ def _converge_service(params, driver, store, name, state, canonical, launch, des
                  damaged)
     if owner_after != recorded_owner and state != 'absent':
         diff['before']['owner'], diff['after']['owner'] = recorded_owner, owner_after
+    return ServicePlan(name=name, state=state, record=record, damaged=damaged, live=live, actions=actions,
+                       recorded_owner=recorded_owner, owner=owner_after, diff=diff)
+
+
+def take_down(service_plan, params, driver, store):
+    """The plan's 'stop' and 'remove' (a real run, under the name's lock)."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _alive
+    name, actions = service_plan.name, service_plan.actions
+    if 'stop' in actions and service_plan.damaged:
+        _alive.stop(store, name)
+    elif 'stop' in actions:
+        stop_signal, stop_timeout = _stop_settings(params, service_plan.record)
+        driver.stop(store, service_plan.record, stop_signal, stop_timeout)
+    if 'remove' in actions:
+        store.remove(name)
+        _alive.remove(store, name)
+        driver.release_ids(store, name)
+
+
+def service_result(params, driver, store, service_plan, desired_hash, dry, record=None):
+    """The result of a planned service once its actions ran (``dry``: they did not; check mode).
+    ``record``: the record a start wrote (None otherwise)."""
+    actions, state, name = service_plan.actions, service_plan.state, service_plan.name
     if not dry:
-        if 'stop' in actions and damaged:
-            _alive.stop(store, name)
-        elif 'stop' in actions:
-            stop_signal, stop_timeout = _stop_settings(params, record)
-            driver.stop(store, record, stop_signal, stop_timeout)
-        if 'remove' in actions:
-            store.remove(name)
-            _alive.remove(store, name)
-            driver.release_ids(store, name)
-        if 'start' in actions:
-            record = _start(params, driver, store, name, canonical, launch, desired_hash, owner_after)
+        if 'start' not in actions:
+            record = service_plan.record
         if 'relabel' in actions:
-            record.owner = owner_after
+            record.owner = service_plan.owner
             store.write(record)
-        live = 'start' in actions or (live and 'stop' not in actions)
+        live = 'start' in actions or (service_plan.live and 'stop' not in actions)
     else:
-        live = live and 'stop' not in actions and 'start' not in actions
-        if 'start' in actions:
-            record = None
+        live = service_plan.live and 'stop' not in actions and 'start' not in actions
+        record = None if 'start' in actions else service_plan.record
     result = _service_result(params, driver, store, name, state, record, live, desired_hash, dry)
-    result['owner'] = None if state == 'absent' else owner_after
+    result['owner'] = None if state == 'absent' else service_plan.owner
     result['changed'] = bool(actions)
     result['actions'] = actions
-    result['diff'] = diff
+    result['diff'] = service_plan.diff
     return result
+
+
+def _converge_service(params, driver, store, name, state, canonical, launch, desired_hash, dry):
+    service_plan = decide(params, driver, store, name, state, canonical, desired_hash)
+    record = None
+    if not dry:
+        take_down(service_plan, params, driver, store)
+        if 'start' in service_plan.actions:
+            pending = launch_service(params, driver, store, name, canonical, launch, desired_hash,
+                                     service_plan.owner)
+            failures = watch([pending])
+            if failures:
+                raise failures[name]
+            record = pending.record
+    return service_result(params, driver, store, service_plan, desired_hash, dry, record)
 
 
 def _stop_settings(params, record):
@@ -405,7 +458,41 @@ def _unlink(path):
             raise
 
 
-def _start(params, driver, store, name, canonical, launch, desired_hash, owner=None):
+def start_window(launch):
+    """Seconds a fresh service is watched for an early death (the lead swaps in _start_window)."""
+    return START_GRACE
+
+
+class PendingStart(object):
+    """A launched, recorded and verified service whose start window is still being watched."""
+
+    def __init__(self, name, driver, store, record, first_moment, alive_fd, files, own_files, window):
+        self.name, self.driver, self.store, self.record = name, driver, store, record
+        self.first_moment, self.alive_fd = first_moment, alive_fd
+        self.files, self.own_files = files, own_files
+        self.deadline = time.monotonic() + window
+        self.done = False
+
+    def discard(self):
+        """Leave nothing of this failed start: its process, record, files and id block."""
+        _discard(self.driver, self.store, self.record, self.files, self.own_files)
+        try:
+            self.driver.release_ids(self.store, self.name)
+        except (LinuxnsError, OSError):
+            pass
+
+    def finish(self):
+        """The start is over, either way: release what only it needed (once)."""
+        if self.done:
+            return
+        self.done = True
+        os.close(self.alive_fd)
+        self.driver.start_done()
+
+
+def launch_service(params, driver, store, name, canonical, launch, desired_hash, owner=None):
+    """Start service ``name`` detached, record it and verify its isolation; do not wait for its start
+    window: return a ``PendingStart`` for ``watch``. A failure here leaves nothing behind and raises."""
     from ansible_collections.linuxns.isolation.plugins.module_utils import _alive
     from ansible_collections.linuxns.isolation.plugins.module_utils._store import Record
     store.ensure_dir()
@@ -420,22 +507,27 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
     # The default log goes with the record; a log_path the user named and that held
     # earlier output stays theirs.
     keep_log = log_existed and log_path != store.log_path(name)
+    files = (store.record_path(name), status_path, _alive.alive_path(store, name))
+    own_files = () if keep_log else (log_path,)
     record = started = None
     alive_fd = _alive.create(store, name)
+    pending = PendingStart(name, driver, store, None, None, alive_fd, files, own_files, start_window(launch))
     try:
-        # The service's PID 1 holds alive_fd (its lock) for its life; this copy closes below.
+        # The service's PID 1 holds alive_fd (its lock) for its life; this copy closes in finish().
         started = driver.start(launch, log_path, status_path, alive_fd=alive_fd)
         record = Record(
             name, module=driver.module, spec=canonical, spec_hash=desired_hash, pid=started.pid,
             start_time=started.start_time, pidns_inode=started.pidns_inode,
             service_pid=started.service_pid, started_at=_now(), log_path=log_path,
             namespaces=dict(started.namespaces or {}), owner=owner, ids=driver.allocated_ids)
+        pending.record = record
         # Written before verification: a module killed from here on leaves a findable service;
         # one killed before it leaves none (the init stops a service that was never committed).
         store.write(record)
         if getattr(started, 'commit', None) is not None:
-            record = _committed(store, record, started.commit())
-        first_moment = _FirstMoment(store, record, driver, started, log_path, log_offset, keep_log)
+            record = pending.record = _committed(store, record, started.commit())
+        first_moment = pending.first_moment = _FirstMoment(store, record, driver, started, log_path,
+                                                           log_offset, keep_log)
         first_moment.raise_if_dead()
         try:
             driver.verify(started, launch)
@@ -443,19 +535,48 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
             # A service that died says more through its log than through a failed check.
             first_moment.raise_if_dead()
             raise
-        first_moment.watch()
     except BaseException:
-        _discard(driver, store, record, (store.record_path(name), status_path, _alive.alive_path(store, name)),
-                 () if keep_log else (log_path,))
-        try:
-            driver.release_ids(store, name)
-        except (LinuxnsError, OSError):
-            pass
+        pending.discard()
+        pending.finish()
         raise
-    finally:
-        os.close(alive_fd)
-        driver.start_done()
-    return record
+    return pending
+
+
+def start_verdict(pending, now):
+    """The watch decision for one pending start: False while its window runs, True once it ran its
+    window through; raises StartError (with its log's tail) when the service died inside it."""
+    pending.first_moment.raise_if_dead()
+    return now >= pending.deadline
+
+
+def watch(pendings):
+    """Watch every pending start in one poll loop until each ran its window through or died.
+
+    Returns ``{name: exception}`` of the starts that failed (each discarded, leaving nothing); an
+    interruption (KeyboardInterrupt, an unexpected error) discards the starts still watched and raises.
+    """
+    failures = {}
+    waiting = list(pendings)
+    try:
+        while waiting:
+            now = time.monotonic()
+            for pending in list(waiting):
+                try:
+                    if not start_verdict(pending, now):
+                        continue
+                except (LinuxnsError, OSError) as exc:
+                    failures[pending.name] = exc
+                    pending.discard()
+                waiting.remove(pending)
+                pending.finish()
+            if waiting:
+                time.sleep(_START_POLL)
+    except BaseException:
+        for pending in waiting:
+            pending.discard()
+            pending.finish()
+        raise
+    return failures
 
 
 def _committed(store, record, service_pid):
@@ -508,14 +629,6 @@ class _FirstMoment(object):
                  else 'its last %d lines of output (its log is removed with it)' % LOG_TAIL_LINES)
         raise StartError("service '%s' %s within its first moment; %s:\n%s"
                          % (self.record.name, _exit_text(status), where, tail))
-
-    def watch(self):
-        deadline = time.monotonic() + START_GRACE
-        while True:
-            self.raise_if_dead()
-            if time.monotonic() >= deadline:
-                return
-            time.sleep(_START_POLL)
 
 
 def _exit_text(status):
