@@ -19,6 +19,7 @@ import collections
 import datetime
 import errno
 import os
+import select
 import signal
 import time
 
@@ -85,6 +86,23 @@ class Driver(object):
     def stop(self, store, record, stop_signal, stop_timeout):
         """Stop the service of ``record`` (identity-checked); the default signals its PID 1."""
         return store.stop(record, stop_signal, stop_timeout)
+
+    def begin_stop(self, store, record, stop_signal):
+        """Send ``stop_signal`` to the record's service (identity-checked) without waiting; return a
+        pidfd of the process whose exit ends the stop (the caller closes it), or None when it is gone.
+        ``take_down_all`` waits for many of them in one loop; the SIGKILL after the stop timeout goes
+        to the record's PID 1 (``store.signal``, identity-checked again)."""
+        pidfd = store._pin(record)
+        if pidfd is None:
+            return None
+        try:
+            if not store._send(pidfd, record, stop_signal):
+                os.close(pidfd)
+                return None
+        except BaseException:
+            os.close(pidfd)
+            raise
+        return pidfd
 
     def release_ids(self, store, name):
         """Free the host id block of service ``name`` (its record is gone)."""
@@ -391,6 +409,69 @@ def take_down(service_plan, params, driver, store):
         store.remove(name)
         _alive.remove(store, name)
         driver.release_ids(store, name)
+
+
+_KILL_GRACE = 10.0
+
+
+def take_down_all(entries, store):
+    """``take_down`` for many services at once: every stop request is sent first, then one poll loop
+    waits for all of them (SIGKILL to a PID 1 past its stop timeout), then the removals run.
+    ``entries``: ``(name, plan, params, driver)``. Returns ``{name: exception}`` of those that failed
+    (the others were taken down)."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _alive
+    failures, waiting = {}, []
+    try:
+        for name, service_plan, params, driver in entries:
+            if 'stop' not in service_plan.actions or service_plan.damaged:
+                continue
+            try:
+                stop_signal, stop_timeout = _stop_settings(params, service_plan.record)
+                pidfd = driver.begin_stop(store, service_plan.record, stop_signal)
+            except (LinuxnsError, OSError) as exc:
+                failures[name] = exc
+                continue
+            if pidfd is not None:
+                waiting.append([name, service_plan.record, pidfd, time.monotonic() + stop_timeout, False])
+        poller = select.poll()
+        for entry in waiting:
+            poller.register(entry[2], select.POLLIN)
+        while waiting:
+            now = time.monotonic()
+            ready = set(fd for fd, _event in poller.poll(max(0, int(1000 * min(
+                max(0.0, entry[3] - now) for entry in waiting)))))
+            now = time.monotonic()
+            for entry in list(waiting):
+                name, record, pidfd, deadline, killed = entry
+                if pidfd in ready:
+                    poller.unregister(pidfd)
+                    os.close(pidfd)
+                    waiting.remove(entry)
+                elif now >= deadline and not killed:
+                    store.signal(record, signal.SIGKILL)
+                    entry[3], entry[4] = now + _KILL_GRACE, True
+                elif now >= deadline:
+                    failures[name] = StoreError('PID %d of service %s survived SIGKILL for %s s '
+                                                '(uninterruptible sleep?)' % (record.pid, name, _KILL_GRACE))
+                    poller.unregister(pidfd)
+                    os.close(pidfd)
+                    waiting.remove(entry)
+    finally:
+        for entry in waiting:
+            os.close(entry[2])
+    for name, service_plan, params, driver in entries:
+        if name in failures:
+            continue
+        try:
+            if 'stop' in service_plan.actions and service_plan.damaged:
+                _alive.stop(store, name)
+            if 'remove' in service_plan.actions:
+                store.remove(name)
+                _alive.remove(store, name)
+                driver.release_ids(store, name)
+        except (LinuxnsError, OSError) as exc:
+            failures[name] = exc
+    return failures
 
 
 def service_result(params, driver, store, service_plan, desired_hash, dry, record=None):

@@ -295,14 +295,14 @@ def _peek(store, names):
 def _act(store, services):
     """Take down, launch every start without waiting, then watch them all in one loop. A service's
     failure is kept on it; the others go on."""
+    olds = [(s.name, s.old[0], s.params, s.old[1]) for s in services if s.old is not None]
+    failures = _lifecycle.take_down_all(olds, store)
+    ready = [s for s in services if s.name not in failures]
+    failures.update(_lifecycle.take_down_all(
+        [(s.name, s.plan, s.params, s.driver) for s in ready], store))
     for service in services:
-        try:
-            if service.old is not None:
-                old_plan, old_driver = service.old
-                _lifecycle.take_down(old_plan, service.params, old_driver, store)
-            _lifecycle.take_down(service.plan, service.params, service.driver, store)
-        except LinuxnsError as exc:
-            service.error = exc
+        if service.name in failures:
+            service.error = failures[service.name]
     pendings = []
     for service in services:
         if service.error is not None or 'start' not in service.plan.actions:
