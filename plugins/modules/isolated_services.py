@@ -144,11 +144,18 @@ def _coerce(engine, name, params):
         from ansible_collections.linuxns.isolation.plugins.module_utils._spec import pid_namespace_argument_spec
         spec = pid_namespace_argument_spec()
     result = ArgumentSpecValidator(spec).validate(params)
-    if result.error_messages:
-        raise SpecError('services[%s]' % name, None, 'has invalid options: %s' % '; '.join(result.error_messages),
-                        'fix the options of this service')
-    return result.validated_parameters
-
+    if not result.error_messages:
+        return result.validated_parameters
+    # Name the option that is wrong: each set option checked on its own.
+    for key in sorted(params):
+        if params[key] is None or key not in spec:
+            continue
+        alone = ArgumentSpecValidator({key: spec[key]}).validate({key: params[key]})
+        if alone.error_messages:
+            raise SpecError('services[%s].%s' % (name, key), params[key],
+                            'is not valid (%s)' % '; '.join(alone.error_messages), 'fix this option of the service')
+    raise SpecError('services[%s]' % name, None, 'has invalid options: %s' % '; '.join(result.error_messages),
+                    'fix the options of this service')
 
 def main():
     module = AnsibleModule(argument_spec=dict(
