@@ -236,3 +236,48 @@ def test_take_down_all_signals_every_service_then_waits_once(store):
             if child.poll() is None:
                 child.kill()
                 child.wait(HANG_GUARD)
+
+
+# -- the one watch loop --------------------------------------------------------------------------------
+
+class _FakePending(object):
+    """Duck-typed PendingStart: dies (raises) after ``dies_after`` looks, or never."""
+
+    def __init__(self, name, window, dies_after=None):
+        self.name, self.deadline, self.dies_after = name, time.monotonic() + window, dies_after
+        self.looks = 0
+        self.discarded = self.finished = 0
+        self.first_moment = self
+
+    def raise_if_dead(self):
+        self.looks += 1
+        if self.dies_after is not None and self.looks > self.dies_after:
+            from ansible_collections.linuxns.isolation.plugins.module_utils._errors import StartError
+            raise StartError("service '%s' exited with code 3 within its first moment" % self.name)
+
+    def discard(self):
+        self.discarded += 1
+
+    def finish(self):
+        self.finished += 1
+
+
+def test_watch_runs_every_window_in_one_loop_and_discards_only_the_dead():
+    pendings = [_FakePending('a', 0.2), _FakePending('b', 0.2, dies_after=2), _FakePending('c', 0.0)]
+    failures = _lifecycle.watch(pendings)
+    assert list(failures) == ['b'] and 'code 3' in str(failures['b'])
+    assert [p.discarded for p in pendings] == [0, 1, 0]
+    assert [p.finished for p in pendings] == [1, 1, 1]
+    # Watched together: 'a' was looked at while 'b' was, not after it.
+    assert pendings[0].looks >= 2 and pendings[2].looks == 1
+
+
+def test_watch_interrupted_discards_what_it_still_watched():
+    class Boom(_FakePending):
+        def raise_if_dead(self):
+            raise KeyboardInterrupt()
+    pendings = [_FakePending('a', 30), Boom('b', 30)]
+    with pytest.raises(KeyboardInterrupt):
+        _lifecycle.watch(pendings)
+    assert [p.discarded for p in pendings] == [1, 1]
+    assert [p.finished for p in pendings] == [1, 1]
