@@ -371,4 +371,3 @@ def _result_of(store, service, check_mode):
     result['engine'] = service.engine
     result.update(service.driver.extra_result())
     return result
-

@@ -14,8 +14,8 @@ short_description: Converge many isolated services of one owner in one task
 version_added: 0.2.0
 description:
   - Converges a list of services in one task, each run by the engine of
-    M(linuxns.isolation.pid_namespace) (O(services[].engine=pid_namespace)) or
-    M(linuxns.isolation.bwrap_sandbox) (O(services[].engine=bwrap)), with that module's options and the same
+    M(linuxns.isolation.pid_namespace) (engine V(pid_namespace)) or
+    M(linuxns.isolation.bwrap_sandbox) (engine V(bwrap)), with that module's options and the same
     behaviour per service (idempotency, check mode, diff, start verification, records).
   - Every item is validated first; a bad one (a name listed twice, an unknown engine, an option of the other
     engine, a name recorded by another owner) fails the task before anything changes, naming the service and
@@ -76,8 +76,27 @@ notes:
   - Warnings about host resources missing in check mode name the service.
 author:
   - linuxns.isolation contributors (@linuxns)
-extends_documentation_fragment:
-  - linuxns.isolation.attributes
+attributes:
+  check_mode:
+    description: Can run in C(check_mode) and return changed status prediction without modifying target.
+    support: full
+    details:
+      - Every service is planned as a real run would plan it; nothing is started, stopped, written or locked.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in C(check_mode)),
+      when in diff mode.
+    support: full
+    details:
+      - One diff per changed service (its spec before and after, C(env) values hidden).
+  idempotent:
+    description:
+      - When run twice in a row outside check mode, with the same arguments, the second invocation
+        indicates no change.
+    support: full
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: linux
 '''
 
 EXAMPLES = r'''
@@ -156,6 +175,7 @@ def _coerce(engine, name, params):
                             'is not valid (%s)' % '; '.join(alone.error_messages), 'fix this option of the service')
     raise SpecError('services[%s]' % name, None, 'has invalid options: %s' % '; '.join(result.error_messages),
                     'fix the options of this service')
+
 
 def main():
     module = AnsibleModule(argument_spec=dict(
