@@ -203,6 +203,7 @@ def audit_service(store, record, scan, host_links, host_pids, timeout):
     return {
         'name': record.name,
         'module': record.module,
+        'owner': record.owner,
         'alive': True,
         'pid': record.pid,
         'service_pid': service_pid,
@@ -247,7 +248,7 @@ def audit(store, names=None, timeout=20.0):
         try:
             record = store.read(name)
         except StoreError as exc:
-            services.append({'name': name, 'module': None, 'alive': False, 'error': str(exc),
+            services.append({'name': name, 'module': None, 'owner': None, 'alive': False, 'error': str(exc),
                              'findings': [], 'ok': True, 'result': 'unreadable'})
             continue
         if record is not None:
@@ -261,7 +262,7 @@ def audit(store, names=None, timeout=20.0):
         if live:
             services.append(audit_service(store, record, scan, host_links, host_pids, timeout))
         else:
-            services.append({'name': record.name, 'module': record.module, 'alive': False,
+            services.append({'name': record.name, 'module': record.module, 'owner': record.owner, 'alive': False,
                              'findings': [], 'ok': True, 'result': 'not running'})
     services.sort(key=lambda s: s['name'])
     return {

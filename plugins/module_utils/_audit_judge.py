@@ -197,7 +197,7 @@ def judge(facts):
 def summary_cells(service):
     """The Markdown summary's cells for one service (the role adds the host cell)."""
     if not service.get('alive'):
-        return [service['name'], service.get('module') or '', '', '', '', '', '', '', '', '',
+        return [service['name'], service.get('module') or '', service.get('owner') or '', '', '', '', '', '', '', '', '',
                 'not running' if not service.get('error') else 'unreadable record']
     caps = service['host_capabilities']
     if not caps:
@@ -210,7 +210,7 @@ def summary_cells(service):
     if service['findings']:
         result += ': ' + '; '.join(service['findings'])
     return [
-        service['name'], service['module'], str(service['pid_namespace']),
+        service['name'], service['module'], service.get('owner') or '', str(service['pid_namespace']),
         '%d / %d' % (service['visible_count'], service['pid_namespace_count_on_host']),
         ', '.join(str(u) for u in service['host_uids']) + (' (declared root)' if service['declared'] == 'root'
                                                            else ''),
@@ -223,7 +223,7 @@ def summary_cells(service):
     ]
 
 
-SUMMARY_HEADER = ['service', 'module', 'PID namespace', 'processes seen / in its PID namespace',
+SUMMARY_HEADER = ['service', 'module', 'owner', 'PID namespace', 'processes seen / in its PID namespace',
                   'host uids', 'capabilities on the host', 'NoNewPrivs', 'seccomp',
                   'writable host paths not given', 'own namespaces', 'result']
 

@@ -577,26 +577,10 @@ class BwrapDriver(Driver):
     def stop(self, store, record, stop_signal, stop_timeout):
         """Graceful stop of the command, then SIGKILL of the sandbox's PID 1."""
         from ansible_collections.linuxns.isolation.plugins.module_utils._store import wait_exit
-        if not store.is_live(record):
+        pid1 = self.begin_stop(store, record, stop_signal)
+        if pid1 is None:
             return 'gone'
         try:
-            pid1 = _pidfd_open(record.pid)
-        except OSError as exc:
-            if exc.errno == errno.ESRCH:
-                return 'gone'
-            raise
-        try:
-            # The pidfd was opened before this check, so it is the record's process.
-            if not store.is_live(record):
-                return 'gone'
-            target = record.service_pid
-            supervised = isinstance(record.spec, dict) and record.spec.get('restart', 'no') != 'no'
-            # The in-sandbox init takes the stop request itself (and stops restarting);
-            # bwrap's own reaper ignores it, so the command gets it directly.
-            if target and target != record.pid and stop_signal != signal.SIGKILL and not supervised:
-                self._signal_child(record.pid, target, stop_signal)
-            else:
-                store.signal(record, stop_signal)
             if wait_exit(pid1, stop_timeout):
                 return 'signal'
             store.signal(record, signal.SIGKILL)
@@ -606,6 +590,35 @@ class BwrapDriver(Driver):
             return 'killed'
         finally:
             os.close(pid1)
+
+    def begin_stop(self, store, record, stop_signal):
+        """Send the stop request (to the command, or to the in-sandbox init that takes it); return a
+        pidfd of the sandbox's PID 1 to wait on (the caller closes it), None when it is gone."""
+        if not store.is_live(record):
+            return None
+        try:
+            pid1 = _pidfd_open(record.pid)
+        except OSError as exc:
+            if exc.errno == errno.ESRCH:
+                return None
+            raise
+        try:
+            # The pidfd was opened before this check, so it is the record's process.
+            if not store.is_live(record):
+                os.close(pid1)
+                return None
+            target = record.service_pid
+            supervised = isinstance(record.spec, dict) and record.spec.get('restart', 'no') != 'no'
+            # The in-sandbox init takes the stop request itself (and stops restarting);
+            # bwrap's own reaper ignores it, so the command gets it directly.
+            if target and target != record.pid and stop_signal != signal.SIGKILL and not supervised:
+                self._signal_child(record.pid, target, stop_signal)
+            else:
+                store.signal(record, stop_signal)
+        except BaseException:
+            os.close(pid1)
+            raise
+        return pid1
 
     @staticmethod
     def _signal_child(parent, child, sig):

@@ -19,7 +19,9 @@ import collections
 import datetime
 import errno
 import os
+import select
 import signal
+import time
 
 from ansible_collections.linuxns.isolation.plugins.module_utils import _hash_inputs, _spec
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import (
@@ -30,6 +32,7 @@ from ansible_collections.linuxns.isolation.plugins.module_utils._hostcheck impor
 # _inspect are imported where a service is handled, so a one-shot task does not compile them.
 
 # How long a fresh service is watched, and what ends its start: _start_window.
+_START_POLL = 0.05
 LOG_TAIL_LINES = 20
 # /proc/PID/stat is a few hundred bytes; a longer one was not written by the kernel.
 _PROC_STAT_LIMIT = 4096
@@ -82,6 +85,23 @@ class Driver(object):
     def stop(self, store, record, stop_signal, stop_timeout):
         """Stop the service of ``record`` (identity-checked); the default signals its PID 1."""
         return store.stop(record, stop_signal, stop_timeout)
+
+    def begin_stop(self, store, record, stop_signal):
+        """Send ``stop_signal`` to the record's service (identity-checked) without waiting; return a
+        pidfd of the process whose exit ends the stop (the caller closes it), or None when it is gone.
+        ``take_down_all`` waits for many of them in one loop; the SIGKILL after the stop timeout goes
+        to the record's PID 1 (``store.signal``, identity-checked again)."""
+        pidfd = store._pin(record)
+        if pidfd is None:
+            return None
+        try:
+            if not store._send(pidfd, record, stop_signal):
+                os.close(pidfd)
+                return None
+        except BaseException:
+            os.close(pidfd)
+            raise
+        return pidfd
 
     def release_ids(self, store, name):
         """Free the host id block of service ``name`` (its record is gone)."""
@@ -324,14 +344,39 @@ def _read(store, name, state):
         return None, True
 
 
-def _converge_service(params, driver, store, name, state, canonical, launch, desired_hash, dry):
+# ---------------------------------------------------------------------------
+# phases: decide (plan) -> take down -> launch (a pending start) -> watch -> result.
+# The single-service modules run them for one service; _many runs them for a list, launching every
+# start before watching them all in one loop.
+
+class ServicePlan(object):
+    """What one service needs: the record found, whether it runs, the actions in order, owners, diff."""
+
+    __slots__ = ('name', 'state', 'record', 'damaged', 'live', 'actions', 'recorded_owner', 'owner',
+                 'diff')
+
+    def __init__(self, **fields):
+        for key in self.__slots__:
+            setattr(self, key, fields.get(key))
+
+
+def _owner_param(params):
+    return _spec.OPTIONS['owner'].normalise(params['owner']) if params.get('owner') is not None else None
+
+
+def decide(params, driver, store, name, state, canonical, desired_hash, found=None):
+    """Plan service ``name`` (pure but for reading its record and liveness).
+
+    ``found``: ``(record, damaged)`` already read by the caller (``_many`` reads every record once);
+    None reads it here.
+    """
     from ansible_collections.linuxns.isolation.plugins.module_utils import _alive
     from ansible_collections.linuxns.isolation.plugins.module_utils._store import BEHAVIOUR_VERSION
-    record, damaged = _read(store, name, state)
+    record, damaged = found if found is not None else _read(store, name, state)
     check_owning_module(record, driver.module)
     live = record is not None and store.is_live(record)
     actions = plan(state, record, live, desired_hash, BEHAVIOUR_VERSION)
-    owner = _spec.OPTIONS['owner'].normalise(params['owner']) if params.get('owner') is not None else None
+    owner = _owner_param(params)
     recorded_owner = record.owner if record is not None else None
     # A task that names no owner keeps the recorded one, also across a restart.
     owner_after = owner if owner is not None else recorded_owner
@@ -346,33 +391,104 @@ def _converge_service(params, driver, store, name, state, canonical, launch, des
                  damaged)
     if owner_after != recorded_owner and state != 'absent':
         diff['before']['owner'], diff['after']['owner'] = recorded_owner, owner_after
-    if not dry:
-        if 'stop' in actions and damaged:
-            _alive.stop(store, name)
-        elif 'stop' in actions:
-            stop_signal, stop_timeout = _stop_settings(params, record)
-            driver.stop(store, record, stop_signal, stop_timeout)
-        if 'remove' in actions:
-            store.remove(name)
-            _alive.remove(store, name)
-            driver.release_ids(store, name)
-        if 'start' in actions:
+    return ServicePlan(name=name, state=state, record=record, damaged=damaged, live=live, actions=actions,
+                       recorded_owner=recorded_owner, owner=owner_after, diff=diff)
+
+
+def take_down(service_plan, params, driver, store):
+    """The plan's 'stop' and 'remove' (a real run, under the name's lock)."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _alive
+    name, actions = service_plan.name, service_plan.actions
+    if 'stop' in actions and service_plan.damaged:
+        _alive.stop(store, name)
+    elif 'stop' in actions:
+        stop_signal, stop_timeout = _stop_settings(params, service_plan.record)
+        driver.stop(store, service_plan.record, stop_signal, stop_timeout)
+    if 'remove' in actions:
+        store.remove(name)
+        _alive.remove(store, name)
+        driver.release_ids(store, name)
+
+
+_KILL_GRACE = 10.0
+
+
+def take_down_all(entries, store):
+    """``take_down`` for many services at once: every stop request is sent first, then one poll loop
+    waits for all of them (SIGKILL to a PID 1 past its stop timeout), then the removals run.
+    ``entries``: ``(name, plan, params, driver)``. Returns ``{name: exception}`` of those that failed
+    (the others were taken down)."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _alive
+    failures, waiting = {}, []
+    try:
+        for name, service_plan, params, driver in entries:
+            if 'stop' not in service_plan.actions or service_plan.damaged:
+                continue
             try:
-                record = _start(params, driver, store, name, canonical, launch, desired_hash, owner_after)
-            except LinuxnsError as exc:
-                if 'stop' in actions or 'remove' in actions:
-                    exc.changed = True
-                raise
+                stop_signal, stop_timeout = _stop_settings(params, service_plan.record)
+                pidfd = driver.begin_stop(store, service_plan.record, stop_signal)
+            except (LinuxnsError, OSError) as exc:
+                failures[name] = exc
+                continue
+            if pidfd is not None:
+                waiting.append([name, service_plan.record, pidfd, time.monotonic() + stop_timeout, False])
+        poller = select.poll()
+        for entry in waiting:
+            poller.register(entry[2], select.POLLIN)
+        while waiting:
+            now = time.monotonic()
+            ready = set(fd for fd, _event in poller.poll(max(0, int(1000 * min(
+                max(0.0, entry[3] - now) for entry in waiting)))))
+            now = time.monotonic()
+            for entry in list(waiting):
+                name, record, pidfd, deadline, killed = entry
+                if pidfd in ready:
+                    poller.unregister(pidfd)
+                    os.close(pidfd)
+                    waiting.remove(entry)
+                elif now >= deadline and not killed:
+                    store.signal(record, signal.SIGKILL)
+                    entry[3], entry[4] = now + _KILL_GRACE, True
+                elif now >= deadline:
+                    failures[name] = StoreError('PID %d of service %s survived SIGKILL for %s s '
+                                                '(uninterruptible sleep?)' % (record.pid, name, _KILL_GRACE))
+                    poller.unregister(pidfd)
+                    os.close(pidfd)
+                    waiting.remove(entry)
+    finally:
+        for entry in waiting:
+            os.close(entry[2])
+    for name, service_plan, params, driver in entries:
+        if name in failures:
+            continue
+        try:
+            if 'stop' in service_plan.actions and service_plan.damaged:
+                _alive.stop(store, name)
+            if 'remove' in service_plan.actions:
+                store.remove(name)
+                _alive.remove(store, name)
+                driver.release_ids(store, name)
+        except (LinuxnsError, OSError) as exc:
+            failures[name] = exc
+    return failures
+
+
+def service_result(params, driver, store, service_plan, desired_hash, dry, record=None):
+    """The result of a planned service once its actions ran (``dry``: they did not; check mode).
+    ``record``: the record a start wrote (None otherwise)."""
+    actions, state, name = service_plan.actions, service_plan.state, service_plan.name
+    if not dry:
+        if 'start' not in actions:
+            record = service_plan.record
         if 'relabel' in actions:
-            record.owner = owner_after
+            record.owner = service_plan.owner
             store.write(record)
-        live = 'start' in actions or (live and 'stop' not in actions)
+        live = 'start' in actions or (service_plan.live and 'stop' not in actions)
     else:
-        live = live and 'stop' not in actions and 'start' not in actions
-        if 'start' in actions:
-            record = None
+        live = service_plan.live and 'stop' not in actions and 'start' not in actions
+        record = None if 'start' in actions else service_plan.record
     result = _service_result(params, driver, store, name, state, record, live, desired_hash, dry)
-    result['owner'] = None if state == 'absent' else owner_after
+    result['owner'] = None if state == 'absent' else service_plan.owner
     result['changed'] = bool(actions)
     result['actions'] = actions
     if live and 'start' not in actions and record is not None:
@@ -380,8 +496,28 @@ def _converge_service(params, driver, store, name, state, canonical, launch, des
         warning = _start_window.health_warning(name, True, store.status(name), record.log_path)
         if warning:
             result.setdefault('warnings_on_host', []).append(warning)
-    result['diff'] = diff
+    result['diff'] = service_plan.diff
     return result
+
+
+def _converge_service(params, driver, store, name, state, canonical, launch, desired_hash, dry):
+    service_plan = decide(params, driver, store, name, state, canonical, desired_hash)
+    record = None
+    if not dry:
+        take_down(service_plan, params, driver, store)
+        if 'start' in service_plan.actions:
+            try:
+                pending = launch_service(params, driver, store, name, canonical, launch, desired_hash,
+                                         service_plan.owner)
+                failures = watch([pending])
+                if failures:
+                    raise failures[name]
+            except LinuxnsError as exc:
+                if 'stop' in service_plan.actions or 'remove' in service_plan.actions:
+                    exc.changed = True  # the old service is gone either way
+                raise
+            record = pending.record
+    return service_result(params, driver, store, service_plan, desired_hash, dry, record)
 
 
 def _stop_settings(params, record):
@@ -412,7 +548,37 @@ def _unlink(path):
             raise
 
 
-def _start(params, driver, store, name, canonical, launch, desired_hash, owner=None):
+class PendingStart(object):
+    """A launched, recorded and verified service whose start window is still being watched."""
+
+    def __init__(self, name, driver, store, record, first_moment, alive_fd, files, own_files):
+        self.name, self.driver, self.store, self.record = name, driver, store, record
+        self.first_moment, self.alive_fd = first_moment, alive_fd
+        self.files, self.own_files = files, own_files
+        self.done = False
+
+    def discard(self):
+        """Leave nothing of this failed start: its process, record, files and id block."""
+        _discard(self.driver, self.store, self.record, self.files, self.own_files)
+        try:
+            self.driver.release_ids(self.store, self.name)
+        except (LinuxnsError, OSError):
+            pass
+
+    def finish(self):
+        """The start is over, either way: release what only it needed (once)."""
+        if self.done:
+            return
+        self.done = True
+        if self.first_moment is not None:
+            self.first_moment.close()
+        os.close(self.alive_fd)
+        self.driver.start_done()
+
+
+def launch_service(params, driver, store, name, canonical, launch, desired_hash, owner=None):
+    """Start service ``name`` detached, record it and verify its isolation; do not wait for its start
+    window: return a ``PendingStart`` for ``watch``. A failure here leaves nothing behind and raises."""
     from ansible_collections.linuxns.isolation.plugins.module_utils import _alive
     from ansible_collections.linuxns.isolation.plugins.module_utils._store import Record
     store.ensure_dir()
@@ -427,16 +593,20 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
     # The default log goes with the record; a log_path the user named and that held
     # earlier output stays theirs.
     keep_log = log_existed and log_path != store.log_path(name)
+    files = (store.record_path(name), status_path, _alive.alive_path(store, name))
+    own_files = () if keep_log else (log_path,)
     record = started = first_moment = None
     alive_fd = _alive.create(store, name)
+    pending = PendingStart(name, driver, store, None, None, alive_fd, files, own_files)
     try:
-        # The service's PID 1 holds alive_fd (its lock) for its life; this copy closes below.
+        # The service's PID 1 holds alive_fd (its lock) for its life; this copy closes in finish().
         started = driver.start(launch, log_path, status_path, alive_fd=alive_fd)
         record = Record(
             name, module=driver.module, spec=canonical, spec_hash=desired_hash, pid=started.pid,
             start_time=started.start_time, pidns_inode=started.pidns_inode,
             service_pid=started.service_pid, started_at=_now(), log_path=log_path,
             namespaces=dict(started.namespaces or {}), owner=owner, ids=driver.allocated_ids)
+        pending.record = record
         # Written before verification: a module killed from here on leaves a findable service;
         # one killed before it leaves none (the init stops a service that was never committed).
         store.write(record)
@@ -444,7 +614,9 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
                                     getattr(launch, 'lifecycle', None))
         if getattr(started, 'commit', None) is not None:
             first_moment.watch.pin()  # before the command may run (and end)
-            record = first_moment.watch.record = first_moment.record = _committed(store, record, started.commit())
+            record = pending.record = first_moment.watch.record = first_moment.record = _committed(
+                store, record, started.commit())
+        pending.first_moment = first_moment
         first_moment.watch.begin()
         first_moment.raise_if_dead()
         try:
@@ -454,23 +626,52 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
             # right now fails a check before it is seen dead: the window tells).
             first_moment.wait()
             raise
-        first_moment.wait()
     except BaseException as exc:
         if started is not None and isinstance(exc, LinuxnsError):
             exc.changed = True  # something ran and was stopped again
-        _discard(driver, store, record, (store.record_path(name), status_path, _alive.alive_path(store, name)),
-                 () if keep_log else (log_path,))
-        try:
-            driver.release_ids(store, name)
-        except (LinuxnsError, OSError):
-            pass
-        raise
-    finally:
         if first_moment is not None:
-            first_moment.watch.close()
-        os.close(alive_fd)
-        driver.start_done()
-    return record
+            pending.first_moment = first_moment
+        pending.discard()
+        pending.finish()
+        raise
+    return pending
+
+
+def start_verdict(pending, now):
+    """The watch decision for one pending start: False while its window runs, True once it ran its
+    window through; raises StartError (with its log's tail) when the service died inside it."""
+    return pending.first_moment.up(now)
+
+
+def watch(pendings):
+    """Watch every pending start in one poll loop until each ran its window through or died.
+
+    Returns ``{name: exception}`` of the starts that failed (each discarded, leaving nothing); an
+    interruption (KeyboardInterrupt, an unexpected error) discards the starts still watched and raises.
+    """
+    failures = {}
+    waiting = list(pendings)
+    try:
+        while waiting:
+            now = time.monotonic()
+            for pending in list(waiting):
+                try:
+                    if not start_verdict(pending, now):
+                        continue
+                except (LinuxnsError, OSError) as exc:
+                    exc.changed = True  # it ran and was stopped again
+                    failures[pending.name] = exc
+                    pending.discard()
+                waiting.remove(pending)
+                pending.finish()
+            if waiting:
+                time.sleep(_START_POLL)
+    except BaseException:
+        for pending in waiting:
+            pending.discard()
+            pending.finish()
+        raise
+    return failures
 
 
 def _committed(store, record, service_pid):
@@ -518,6 +719,17 @@ class _FirstMoment(object):
     def raise_if_dead(self):
         from ansible_collections.linuxns.isolation.plugins.module_utils import _start_window
         self.raise_on(_start_window.verdict(self.watch))
+
+    def up(self, now=None):
+        """True once the command ran its window through; False while the window runs; raises
+        StartError when it exited inside it."""
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _start_window
+        verdict = _start_window.verdict(self.watch, now)
+        self.raise_on(verdict)
+        return verdict.outcome == _start_window.UP
+
+    def close(self):
+        self.watch.close()
 
     def wait(self):
         from ansible_collections.linuxns.isolation.plugins.module_utils import _start_window

@@ -109,7 +109,7 @@ EXAMPLES = r'''
 RETURN = r'''
 services:
   description: One entry per recorded service, sorted by name. Services that do not run have only C(name), C(module),
-    C(alive), C(findings), C(ok), C(result) (and C(error) for a record that cannot be read).
+    C(owner), C(alive), C(findings), C(ok), C(result) (and C(error) for a record that cannot be read).
   returned: always
   type: list
   elements: dict
@@ -119,6 +119,10 @@ services:
       type: str
     module:
       description: C(pid_namespace) or C(bwrap_sandbox).
+      type: str
+    owner:
+      description: The owner label recorded with the service (for example the O(linuxns.isolation.isolated_services#module:owner)
+        of the task that manages it), or null.
       type: str
     alive:
       description: Whether the recorded process runs (PID, start time and PID namespace match the record).

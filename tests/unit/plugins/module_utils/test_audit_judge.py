@@ -210,13 +210,13 @@ def test_shared_namespace_and_failed_probe_are_findings():
 
 def test_summary_row_shows_the_new_columns():
     service = {
-        'name': 'web', 'module': 'bwrap_sandbox', 'alive': True, 'pid_namespace': 42, 'visible_count': 2,
+        'name': 'web', 'module': 'bwrap_sandbox', 'owner': 'shop', 'alive': True, 'pid_namespace': 42, 'visible_count': 2,
         'pid_namespace_count_on_host': 2, 'host_uids': [231072], 'declared': 'unprivileged',
         'host_capabilities': [], 'no_new_privs': True, 'seccomp': 'filter', 'writable_host_paths': [],
         'own_namespaces': {'pid': 'pid:[42]', 'mount': 'mnt:[43]'}, 'findings': [], 'result': 'pass',
     }
     row = judge.markdown_row(judge.summary_cells(service))
-    assert row == '| web | bwrap_sandbox | 42 | 2 / 2 | 231072 | none | yes | filter | none | mount, pid | pass |'
+    assert row == '| web | bwrap_sandbox | shop | 42 | 2 / 2 | 231072 | none | yes | filter | none | mount, pid | pass |'
     assert judge.markdown_header().splitlines()[1].count('---') == len(judge.SUMMARY_HEADER) + 1
     service.update(findings=['a | b'], result='FAIL', host_uids=[0], declared='root')
     row = judge.markdown_row(judge.summary_cells(service))
