@@ -49,6 +49,9 @@ class Driver(object):
     # The host id block of the last start (``{"uid": [base, count], "gid": [...]}``), or None:
     # the record's ``ids``.
     allocated_ids = None
+    # Descriptors of the ``cgroup.procs`` of the service's own cgroup (``_cgroup_service``), set by
+    # converge around a start or a one-shot run: the launched child joins them before anything else.
+    cgroup_fds = ()
 
     def build(self, params, host=None):
         """Validate ``params`` (raise SpecError) and return ``(canonical_dict, launch)``.
@@ -127,14 +130,15 @@ class PidNamespaceDriver(Driver):
     def start(self, launch, log_path, status_path, alive_fd=None):
         from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher
         return _launcher.start_detached(launch.process, self._namespaces(launch), launch.lifecycle,
-                                        log_path, status_path, commit=True, alive_fd=alive_fd)
+                                        log_path, status_path, commit=True, alive_fd=alive_fd,
+                                        cgroup_fds=self.cgroup_fds)
 
     def run_oneshot(self, launch, timeout, stdin=None):
         from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher
         namespaces = self._namespaces(launch)
         try:
             return _launcher.run_oneshot(launch.process, namespaces, launch.lifecycle,
-                                         timeout=timeout, stdin=stdin)
+                                         timeout=timeout, stdin=stdin, cgroup_fds=self.cgroup_fds)
         finally:
             if launch.holder is not None:
                 from ansible_collections.linuxns.isolation.plugins.module_utils import _idrange
@@ -299,6 +303,10 @@ def converge(module_params, driver, check_mode, store=None):
     if state in ('started', 'restarted'):
         canonical, launch = driver.build(params, host=host)
     desired_hash = _spec.spec_hash(canonical) if canonical is not None else None
+    if canonical is not None and params.get('resources'):
+        # A limit that cannot be in force fails here, before anything changes (check mode too).
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
+        _cgroup_service.check(params, store, name)
     if check_mode:
         return _missing_on_host(host, _converge_service(params, driver, store, name, state, canonical, launch,
                                                         desired_hash, True))
@@ -334,6 +342,9 @@ def _converge_service(params, driver, store, name, state, canonical, launch, des
     check_owning_module(record, driver.module)
     live = record is not None and store.is_live(record)
     actions = plan(state, record, live, desired_hash, BEHAVIOUR_VERSION)
+    limits = _limits_action(params, record, live, actions) if canonical is not None else None
+    if limits == 'restart':
+        actions, limits = ['stop', 'start'], None
     owner = _spec.OPTIONS['owner'].normalise(params['owner']) if params.get('owner') is not None else None
     recorded_owner = record.owner if record is not None else None
     # A task that names no owner keeps the recorded one, also across a restart.
@@ -345,8 +356,10 @@ def _converge_service(params, driver, store, name, state, canonical, launch, des
     elif record is not None and owner_after != recorded_owner and 'remove' not in actions \
             and 'start' not in actions:
         actions.append('relabel')
-    diff = _diff(driver, name, state, record, live, [a for a in actions if a != 'relabel'], canonical,
-                 damaged)
+    diff = _diff(driver, name, state, record, live, [a for a in actions if a not in ('relabel', 'limit')],
+                 canonical, damaged)
+    if 'limit' in actions:
+        diff['before']['resources'], diff['after']['resources'] = dict(record.resources or {}), limits
     if owner_after != recorded_owner and state != 'absent':
         diff['before']['owner'], diff['after']['owner'] = recorded_owner, owner_after
     if not dry:
@@ -355,12 +368,19 @@ def _converge_service(params, driver, store, name, state, canonical, launch, des
         elif 'stop' in actions:
             stop_signal, stop_timeout = _stop_settings(params, record)
             driver.stop(store, record, stop_signal, stop_timeout)
+        if record is not None and getattr(record, 'cgroup', None) and (
+                'stop' in actions or 'remove' in actions or 'start' in actions):
+            _release_cgroup(store, record, keep='remove' not in actions and 'start' not in actions)
         if 'remove' in actions:
             store.remove(name)
             _alive.remove(store, name)
             driver.release_ids(store, name)
         if 'start' in actions:
             record = _start(params, driver, store, name, canonical, launch, desired_hash, owner_after)
+        if 'limit' in actions:
+            from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
+            _cgroup_service.apply_live(record, limits)
+            store.write(record)
         if 'relabel' in actions:
             record.owner = owner_after
             store.write(record)
@@ -375,6 +395,30 @@ def _converge_service(params, driver, store, name, state, canonical, launch, des
     result['actions'] = actions
     result['diff'] = diff
     return result
+
+
+def _limits_action(params, record, live, actions):
+    """``resources`` is not hashed: for a live service whose spec is unchanged, 'limit' is appended
+    to ``actions`` when the requested limits can be written into its cgroup (the limits are
+    returned), and 'restart' is returned when its cgroup lacks a controller they need."""
+    if actions or not live or not (params.get('resources') or getattr(record, 'cgroup', None)):
+        return None
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
+    limits = _cgroup_service.requested(params)
+    change = _cgroup_service.live_action(record, limits)
+    if change == 'limit':
+        actions.append('limit')
+        return limits
+    return change
+
+
+def _release_cgroup(store, record, keep):
+    """Remove the cgroup of a service that no longer runs; ``keep``: its record stays (stopped)."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
+    _cgroup_service.release(record)
+    record.cgroup = None
+    if keep:
+        store.write(record)
 
 
 def _stop_settings(params, record):
@@ -420,16 +464,22 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
     # The default log goes with the record; a log_path the user named and that held
     # earlier output stays theirs.
     keep_log = log_existed and log_path != store.log_path(name)
-    record = started = None
+    record = started = cgroup = None
     alive_fd = _alive.create(store, name)
     try:
+        if params.get('resources'):
+            # The service's own cgroup, limited before its command runs (the launch joins it first).
+            from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
+            cgroup = _cgroup_service.ServiceStart(params, store, name, driver).open()
         # The service's PID 1 holds alive_fd (its lock) for its life; this copy closes below.
         started = driver.start(launch, log_path, status_path, alive_fd=alive_fd)
         record = Record(
             name, module=driver.module, spec=canonical, spec_hash=desired_hash, pid=started.pid,
             start_time=started.start_time, pidns_inode=started.pidns_inode,
             service_pid=started.service_pid, started_at=_now(), log_path=log_path,
-            namespaces=dict(started.namespaces or {}), owner=owner, ids=driver.allocated_ids)
+            namespaces=dict(started.namespaces or {}), owner=owner, ids=driver.allocated_ids,
+            resources=cgroup.limits if cgroup is not None else None,
+            cgroup=cgroup.path if cgroup is not None else None)
         # Written before verification: a module killed from here on leaves a findable service;
         # one killed before it leaves none (the init stops a service that was never committed).
         store.write(record)
@@ -451,9 +501,13 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
             driver.release_ids(store, name)
         except (LinuxnsError, OSError):
             pass
+        if cgroup is not None:
+            cgroup.discard()
         raise
     finally:
         os.close(alive_fd)
+        if cgroup is not None:
+            cgroup.close_fds()
         driver.start_done()
     return record
 
@@ -586,7 +640,13 @@ def _service_result(params, driver, store, name, state, record, live, desired_ha
         log_path = record.log_path
     namespaces = dict(record.namespaces or {}) if live and record is not None else {}
     isolated, joined = isolation_of(record, namespaces)
+    cgroup = resources = None
+    if live and getattr(record, 'cgroup', None):
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
+        cgroup, resources = _cgroup_service.in_force(record)
     return {
+        'cgroup': cgroup,
+        'resources': resources,
         'name': name,
         'state': 'absent' if state == 'absent' else ('started' if live or (dry and state in (
             'started', 'restarted')) else 'stopped'),
@@ -620,8 +680,13 @@ def _one_shot(params, driver, canonical, launch, check_mode):
         'changed': False, 'name': params.get('name'), 'state': 'started', 'pid': None, 'service_pid': None,
         'namespaces': {}, 'isolated': [], 'joined': [], 'spec_hash': _spec.spec_hash(canonical), 'started_at': None, 'log_path': None,
         'restarts': 0, 'cmd': argv, 'rc': None, 'stdout': '', 'stderr': '', 'stdout_lines': [],
-        'stderr_lines': [], 'msg': '',
+        'stderr_lines': [], 'msg': '', 'cgroup': None, 'resources': None, 'oom_killed': False,
     }
+    cgroup = None
+    if params.get('resources'):
+        # Checked before anything runs: a limit that cannot be in force fails the task.
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
+        cgroup = _cgroup_service.OneShot(params, driver)
     verb = 'Would' if check_mode else 'Did'
     if creates and _matches(creates, chdir):
         result.update(rc=0, msg="%s not run command since '%s' exists" % (verb, creates))
@@ -637,7 +702,12 @@ def _one_shot(params, driver, canonical, launch, check_mode):
     # 0 means no timeout, like the task keyword.
     timeout = (_spec.OPTIONS['timeout'].normalise(timeout) or None) if timeout is not None else None
     result['started_at'] = _now()
-    run = driver.run_oneshot(launch, timeout, params.get('stdin'))
+    if cgroup is None:
+        run = driver.run_oneshot(launch, timeout, params.get('stdin'))
+    else:
+        with cgroup:
+            run = driver.run_oneshot(launch, timeout, params.get('stdin'))
+        result.update(cgroup.fields())
     stdout = (run.stdout or '').rstrip('\r\n')
     stderr = (run.stderr or '').rstrip('\r\n')
     result.update(rc=run.rc, pid=run.pid, stdout=stdout, stderr=stderr,
@@ -646,6 +716,9 @@ def _one_shot(params, driver, canonical, launch, check_mode):
         result.update(failed=True, msg="command did not finish within timeout=%s seconds; its whole process "
                                        "tree was killed. Raise 'timeout' or make the command finish sooner"
                                        % (timeout,))
+    elif run.rc != 0 and result['oom_killed']:
+        result.update(failed=True, msg='non-zero return code: the command was killed by the OOM killer of its '
+                                       'cgroup (resources.memory_max=%s)' % (result['resources'] or {}).get('memory_max'))
     elif run.rc != 0:
         result.update(failed=True, msg='non-zero return code')
     return result
