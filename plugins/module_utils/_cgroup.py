@@ -31,7 +31,7 @@ from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_f
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import LinuxnsError, SpecError, StartError
 
 PARENT = _cgroup_find.PARENT
-_LEAF = re.compile(r'^[A-Za-z0-9_.@-]{1,128}$')
+_LEAF = re.compile(r'[A-Za-z0-9_.@-]{1,128}')
 _READ_LIMIT = 64 * 1024
 # v1 memory.limit_in_bytes reads back this (PAGE_COUNTER_MAX pages) when there is no limit.
 _V1_UNLIMITED = 1 << 62
@@ -54,7 +54,7 @@ class CgroupError(StartError):
 
 
 def validate_leaf(leaf):
-    if not isinstance(leaf, str) or not _LEAF.match(leaf) or leaf in ('.', '..'):
+    if not isinstance(leaf, str) or not _LEAF.fullmatch(leaf) or leaf in ('.', '..'):
         raise CgroupError('invalid cgroup name %r' % (leaf,))
     return leaf
 
@@ -85,6 +85,16 @@ def _fix(limit):
             'with the cgroup delegated), or leave %s out of resources' % (_resources.CONTROLLER[limit], limit))
 
 
+def _mkdir(name, dir_fd):
+    """mkdir in a cgroup file system (the kernel fills the new cgroup with its control files)."""
+    os.mkdir(name, 0o755, dir_fd=dir_fd)
+
+
+def _rmdir(name, dir_fd):
+    """rmdir of a cgroup (EBUSY while it holds processes)."""
+    os.rmdir(name, dir_fd=dir_fd)
+
+
 def _open_dir(name, dir_fd=None):
     return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
 
@@ -98,7 +108,8 @@ def _read_at(dir_fd, name):
 
 
 def _write_at(dir_fd, name, text):
-    fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+    fd = os.open(name, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                 dir_fd=dir_fd)
     try:
         os.write(fd, text.encode('ascii'))
     finally:
@@ -175,7 +186,7 @@ class ServiceCgroup(object):
         try:
             if create:
                 try:
-                    os.mkdir(PARENT, 0o755, dir_fd=mount_fd)
+                    _mkdir(PARENT, mount_fd)
                 except OSError as exc:
                     if exc.errno != errno.EEXIST:
                         raise
@@ -194,12 +205,12 @@ class ServiceCgroup(object):
                 parent_fd = self._open_leaf_parent(hierarchy, create=True)
                 try:
                     try:
-                        os.mkdir(self.leaf, 0o755, dir_fd=parent_fd)
+                        _mkdir(self.leaf, parent_fd)
                     except OSError as exc:
                         if exc.errno != errno.EEXIST:
                             raise
                         self._remove_at(parent_fd, hierarchy, 0)
-                        os.mkdir(self.leaf, 0o755, dir_fd=parent_fd)
+                        _mkdir(self.leaf, parent_fd)
                     made.append(hierarchy)
                 finally:
                     os.close(parent_fd)
@@ -367,7 +378,7 @@ class ServiceCgroup(object):
         deadline = time.monotonic() + timeout
         while True:
             try:
-                os.rmdir(self.leaf, dir_fd=parent_fd)
+                _rmdir(self.leaf, parent_fd)
                 return
             except OSError as exc:
                 if exc.errno == errno.ENOENT:
@@ -405,6 +416,6 @@ def _parse_limit(fd, version, limit):
     if text[0] == 'max':
         return None
     value = int(text[0])
-    if limit == 'memory_max' and version == 1 and value >= _V1_UNLIMITED:
+    if limit == 'memory_max' and (value < 0 or (version == 1 and value >= _V1_UNLIMITED)):
         return None
     return value
