@@ -29,26 +29,17 @@ options:
         cgroup (the task reports a change; the service is not restarted). A running service without a cgroup (started
         without limits), or whose cgroup lacks the controller of a new limit, is restarted into a new one. Leaving
         O(resources) out (or a limit out of it) lifts that limit.
-      - A service's cgroup shares no parent limit with the caller's cgroup; the O(owner) of a service does not change it.
+      - The cgroup is placed under the hierarchy's root, not under the caller's own cgroup, so a limit of the caller's
+        cgroup does not apply to the service.
+      - "C(memory_max): most memory the service may use, in bytes, or a size with a 1024-based suffix V(K),
+        V(M), V(G), V(T) (V(256M) is 268435456); at least V(1M). Over it, the kernel reclaims, then the OOM killer ends
+        a process of the cgroup (a one-shot then returns RV(oom_killed=true)). Written to C(memory.max) (v2) or
+        C(memory.limit_in_bytes) (v1; swap use is not limited, like C(memory.max))."
+      - "C(pids_max): most processes (and threads) the service may have at once, a positive integer. A fork
+        past it fails with C(EAGAIN). Written to C(pids.max)."
+      - "C(cpu_max): CPU time the service may use, in CPUs, a positive number (V(0.5) is half of one CPU, V(2)
+        two CPUs); at least V(0.01). Written as a CFS quota per 100 ms period: C(cpu.max) (v2) or C(cpu.cfs_quota_us)
+        and C(cpu.cfs_period_us) (v1)."
+      - Any other key fails the task, naming it.
     type: dict
-    suboptions:
-      memory_max:
-        description:
-          - Most memory the service may use, in bytes, or a size with a 1024-based suffix V(K), V(M), V(G), V(T)
-            (V(256M) is 268435456). At least V(1M).
-          - Over it, the kernel reclaims, then the OOM killer ends a process of the cgroup (a one-shot then returns
-            RV(oom_killed=true)). Written to C(memory.max) (v2) or C(memory.limit_in_bytes) (v1; swap use is not
-            limited, like C(memory.max)).
-        type: raw
-      pids_max:
-        description:
-          - Most processes (and threads) the service may have at once, a positive integer. A fork past it fails
-            with C(EAGAIN). Written to C(pids.max).
-        type: raw
-      cpu_max:
-        description:
-          - CPU time the service may use, in CPUs, a positive number (V(0.5) is half of one CPU, V(2) two CPUs); at
-            least V(0.01). Written as a CFS quota per 100 ms period: C(cpu.max) (v2) or C(cpu.cfs_quota_us) and
-            C(cpu.cfs_period_us) (v1).
-        type: raw
 '''

@@ -581,8 +581,8 @@ LIFECYCLE_OPTIONS = (
     Option('owner', normalise=validate_owner),
     Option('privileged', 'bool', default=False, normalise=_bool('privileged')),
     # Not hashed: a change applies live to the service's cgroup (_cgroup_service).
-    Option('resources', 'dict', normalise=_resources.normalise, hashed=False, suboptions={
-        'memory_max': {'type': 'raw'}, 'pids_max': {'type': 'raw'}, 'cpu_max': {'type': 'raw'}}),
+    # Its keys are checked by _resources (errors name resources.KEY), not by Ansible's suboptions.
+    Option('resources', 'dict', normalise=_resources.normalise, hashed=False),
 )
 
 

@@ -447,7 +447,7 @@ resources:
   type: dict
   sample: {memory_max: 268435456, pids_max: 64, cpu_max: 0.5}
 oom_killed:
-  description: Whether the OOM killer of the one-shot's cgroup ended a process of it (O(resources.memory_max)).
+  description: Whether the OOM killer of the one-shot's cgroup ended a process of it (C(memory_max)).
   returned: when O(detach=false)
   type: bool
   sample: false
