@@ -230,3 +230,17 @@ def test_bad_limits_fail_before_anything_runs(resources, option, state_dir, tmp_
         converge(dict(params, detach=False, name=None), PidNamespaceDriver(), False)
     assert not marker.exists() and _ours() == []
     assert not os.path.exists(os.path.join(state_dir, TAG + '-bad.json'))
+
+
+def test_ns_info_and_the_audit_show_the_limits_in_force(state_dir):
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _audit, _facts
+    store = Store(state_dir)
+    name = TAG + '-svc'
+    params = {'name': name, 'argv': ['sleep', '600'], 'state_dir': state_dir, 'resources': {'pids_max': 12}}
+    started = converge(params, PidNamespaceDriver(), False, store)
+    facts, _ = _facts.gather(store, names=[name])
+    assert facts['services'][0]['cgroup'] == started['cgroup']
+    assert facts['services'][0]['resources']['pids_max'] == 12
+    report = _audit.audit(store, [name])
+    entry = [s for s in report['services'] if s['name'] == name][0]
+    assert entry['cgroup'] == started['cgroup'] and entry['resources']['pids_max'] == 12
