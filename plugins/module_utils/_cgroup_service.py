@@ -81,6 +81,13 @@ def release(record):
     return True
 
 
+def release_name(store, name):
+    """Remove the cgroup service ``name`` of ``store`` would have (a damaged record cannot say)."""
+    cgroup = _cgroup.ServiceCgroup.existing('/%s/%s' % (_cgroup.PARENT, _leaf(store, name)))
+    if cgroup.places:
+        cgroup.remove()
+
+
 def live_action(record, limits):
     """For a live service whose spec is unchanged: None (limits as recorded), 'limit' (write them
     into its cgroup) or 'restart' (its cgroup lacks a controller they need)."""

@@ -371,6 +371,10 @@ def _converge_service(params, driver, store, name, state, canonical, launch, des
         if record is not None and getattr(record, 'cgroup', None) and (
                 'stop' in actions or 'remove' in actions or 'start' in actions):
             _release_cgroup(store, record, keep='remove' not in actions and 'start' not in actions)
+        if 'remove' in actions and damaged:
+            # The record that named its cgroup is unreadable: the one its name gives, if any.
+            from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
+            _cgroup_service.release_name(store, name)
         if 'remove' in actions:
             store.remove(name)
             _alive.remove(store, name)

@@ -244,3 +244,16 @@ def test_ns_info_and_the_audit_show_the_limits_in_force(state_dir):
     report = _audit.audit(store, [name])
     entry = [s for s in report['services'] if s['name'] == name][0]
     assert entry['cgroup'] == started['cgroup'] and entry['resources']['pids_max'] == 12
+
+
+def test_absent_of_a_damaged_record_removes_the_cgroup_its_name_gives(state_dir):
+    store = Store(state_dir)
+    name = TAG + '-svc'
+    params = {'name': name, 'argv': ['sleep', '600'], 'state_dir': state_dir, 'resources': {'pids_max': 12}}
+    converge(params, PidNamespaceDriver(), False, store)
+    assert _ours()
+    with open(store.record_path(name), 'w') as handle:
+        handle.write('{not json')
+    gone = converge({'name': name, 'state': 'absent', 'state_dir': state_dir}, PidNamespaceDriver(), False, store)
+    assert gone['changed'] is True
+    assert _ours() == []
