@@ -15,11 +15,14 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import glob
+import json
 import os
+import subprocess
 
 import pytest
+from conftest import COLLECTIONS_ROOT, SYSTEM_PYTHON, TEST_USER
 
-from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_find
+from ansible_collections.linuxns.isolation.plugins.module_utils import _audit, _cgroup_find, _facts
 from ansible_collections.linuxns.isolation.plugins.module_utils._bwrap_driver import BwrapDriver
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import SpecError, StartError
 from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle import PidNamespaceDriver, converge
@@ -233,7 +236,6 @@ def test_bad_limits_fail_before_anything_runs(resources, option, state_dir, tmp_
 
 
 def test_ns_info_and_the_audit_show_the_limits_in_force(state_dir):
-    from ansible_collections.linuxns.isolation.plugins.module_utils import _audit, _facts
     store = Store(state_dir)
     name = TAG + '-svc'
     params = {'name': name, 'argv': ['sleep', '600'], 'state_dir': state_dir, 'resources': {'pids_max': 12}}
@@ -257,3 +259,27 @@ def test_absent_of_a_damaged_record_removes_the_cgroup_its_name_gives(state_dir)
     gone = converge({'name': name, 'state': 'absent', 'state_dir': state_dir}, PidNamespaceDriver(), False, store)
     assert gone['changed'] is True
     assert _ours() == []
+
+
+UNPRIVILEGED = '''
+import json, sys
+from ansible_collections.linuxns.isolation.plugins.module_utils._errors import SpecError
+from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle import PidNamespaceDriver, converge
+try:
+    converge({'detach': False, 'argv': ['true'], 'namespaces': ['pid', 'user', 'mount'], 'map_root': True,
+              'resources': {'memory_max': '64M'}}, PidNamespaceDriver(), False)
+except SpecError as exc:
+    print(json.dumps({'option': exc.option, 'message': str(exc)}))
+else:
+    print(json.dumps({'option': None}))
+'''
+
+
+def test_an_unprivileged_caller_without_delegation_is_refused_before_anything_runs(test_user):
+    env = {'PATH': '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin', 'PYTHONPATH': COLLECTIONS_ROOT, 'LANG': 'C.UTF-8', 'PYTHONDONTWRITEBYTECODE': '1'}
+    proc = subprocess.run(['runuser', '-u', TEST_USER, '--', SYSTEM_PYTHON, '-c', UNPRIVILEGED], env=env, cwd='/',
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    answer = json.loads(proc.stdout.decode())
+    assert answer['option'] == 'resources.memory_max'
+    assert 'no delegation' in answer['message'] and 'cannot be in force' in answer['message']
