@@ -46,8 +46,8 @@ class Hierarchy(object):
         return hash((self.version, self.mount))
 
     def __repr__(self):
-        return 'Hierarchy(v%d %s %s%s)' % (self.version, self.mount, ','.join(sorted(self.controllers)),
-                                          ' ro' if self.read_only else '')
+        return 'Hierarchy(v%d %s %s%s)' % (
+            self.version, self.mount, ','.join(sorted(self.controllers)), ' ro' if self.read_only else '')
 
     def writable(self):
         """None when this process may create ``linuxns/NAME`` here, else why not."""

@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import math
 import re
 
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import SpecError
@@ -78,7 +79,7 @@ def parse_cpu(value):
             number = float(value.strip())
         except ValueError:
             number = None
-    if isinstance(number, bool) or not isinstance(number, (int, float)) or number != number:
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or math.isnan(number):
         raise SpecError(_option(limit), value, 'is not a number of CPUs',
                         'give CPUs as a positive number, e.g. 0.5 for half of one CPU')
     if number < MIN_CPU or number > 1 << 20:

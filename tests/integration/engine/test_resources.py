@@ -240,7 +240,7 @@ def test_ns_info_and_the_audit_show_the_limits_in_force(state_dir):
     name = TAG + '-svc'
     params = {'name': name, 'argv': ['sleep', '600'], 'state_dir': state_dir, 'resources': {'pids_max': 12}}
     started = converge(params, PidNamespaceDriver(), False, store)
-    facts, _ = _facts.gather(store, names=[name])
+    facts = _facts.gather(store, names=[name])[0]
     assert facts['services'][0]['cgroup'] == started['cgroup']
     assert facts['services'][0]['resources']['pids_max'] == 12
     report = _audit.audit(store, [name])
