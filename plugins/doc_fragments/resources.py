@@ -33,7 +33,8 @@ options:
         cgroup does not apply to the service.
       - "C(memory_max): most memory the service may use, in bytes, or a size with a 1024-based suffix V(K),
         V(M), V(G), V(T) (V(256M) is 268435456); at least V(1M). Over it, the kernel reclaims, then the OOM killer ends
-        a process of the cgroup (a one-shot then returns RV(oom_killed=true)). Written to C(memory.max) (v2) or
+        a process of the cgroup (a one-shot then returns RV(oom_killed=true); the kernel picks the largest process, which
+        for a one-shot may be its init, ending the whole run with RV(rc=-9)). Written to C(memory.max) (v2) or
         C(memory.limit_in_bytes) (v1; swap use is not limited, like C(memory.max))."
       - "C(pids_max): most processes (and threads) the service may have at once, a positive integer. A fork
         past it fails with C(EAGAIN). Written to C(pids.max)."
