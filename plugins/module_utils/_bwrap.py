@@ -998,12 +998,14 @@ class _Exec(object):
         self.no_new_privs = False
 
 
-def spawn(argv, fd_map, env=None, setsid=False, process=None):
+def spawn(argv, fd_map, env=None, setsid=False, process=None, cgroup_fds=()):
     """Fork and exec ``argv`` with exactly the descriptors in ``fd_map`` ({target: source}).
 
     Every other descriptor is closed in the child, so nothing leaks into bwrap
     (which passes what it inherits on to the sandbox). ``process`` may carry
     ``user``, ``group``, ``umask`` and ``rlimits`` applied to bwrap before exec.
+    ``cgroup_fds`` (``cgroup.procs`` of the sandbox's cgroup, ``_cgroup``): the child joins them
+    first, so bwrap, and every process of its sandbox, is limited before the sandbox exists.
     An exec failure raises StartError here instead of becoming an exit status.
     """
     from ansible_collections.linuxns.isolation.plugins.module_utils import _process
@@ -1017,6 +1019,9 @@ def spawn(argv, fd_map, env=None, setsid=False, process=None):
         pid = os.fork()
         if pid == 0:
             def body():
+                for fd in cgroup_fds:
+                    os.write(fd, b'0')
+                    os.close(fd)
                 if setsid:
                     os.setsid()
                 for target, source in sorted(staged.items()):
@@ -1137,7 +1142,7 @@ def _open_child_pidfd(child_pid, bwrap_pid):
 
 
 def run_oneshot(spec, version, timeout=None, stdin=None, env=None, bwrap_path=None, process=None,
-                userns_fd=None):
+                userns_fd=None, cgroup_fds=()):
     """Run the sandbox to completion; returns :class:`RunResult`.
 
     ``rc`` is the command's exit code (``--json-status-fd`` ``exit-code``; 128+N
@@ -1170,7 +1175,7 @@ def run_oneshot(spec, version, timeout=None, stdin=None, env=None, bwrap_path=No
         fd_map.update(data)
         if userns_fd is not None:
             fd_map[USERNS_FD] = userns_fd
-        pid = spawn(argv, fd_map, env=env, process=process)
+        pid = spawn(argv, fd_map, env=env, process=process, cgroup_fds=cgroup_fds)
     except Exception:
         for fd in pipes + list(data.values()):
             os.close(fd)
@@ -1347,7 +1352,8 @@ def _tail(path, offset, limit=4000):
 
 
 def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_path=None,
-                   ready_timeout=30.0, process=None, commit=False, userns_fd=None, pass_fds=None, alive_fd=None):
+                   ready_timeout=30.0, process=None, commit=False, userns_fd=None, pass_fds=None, alive_fd=None,
+                   cgroup_fds=()):
     """Start the sandbox in the background; returns :class:`Started` once the command runs.
 
     bwrap gets a new session, stdin ``/dev/null``, stdout+stderr appended to
@@ -1414,12 +1420,12 @@ def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_pa
             fd_map[EXIT_STATUS_FD] = exit_fd
         try:
             if commit:
-                guard = _bwrap_commit.Guard(lambda: spawn(argv, fd_map, env=env, setsid=True, process=process),
-                                            release_fd)
+                guard = _bwrap_commit.Guard(lambda: spawn(argv, fd_map, env=env, setsid=True, process=process,
+                                                          cgroup_fds=cgroup_fds), release_fd)
                 pid = guard.bwrap_pid
             else:
                 guard = None
-                pid = spawn(argv, fd_map, env=env, setsid=True, process=process)
+                pid = spawn(argv, fd_map, env=env, setsid=True, process=process, cgroup_fds=cgroup_fds)
         except Exception:
             os.close(info_r)
             raise

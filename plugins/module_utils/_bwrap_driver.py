@@ -479,7 +479,7 @@ class BwrapDriver(Driver):
             # The command (or the in-sandbox init) execs only on commit(), once the record is written.
             started = _bwrap.start_detached(launch.spec, launch.version, log_path, None,
                                             bwrap_path=launch.bwrap_path, process=process, commit=True,
-                                            userns_fd=userns_fd, alive_fd=alive_fd,
+                                            userns_fd=userns_fd, alive_fd=alive_fd, cgroup_fds=self.cgroup_fds,
                                             pass_fds={INIT_STATUS_FD: status_fd} if supervised else None)
         finally:
             for fd in (userns_fd, status_fd):
@@ -557,7 +557,8 @@ class BwrapDriver(Driver):
         process, userns_fd = self._identity(launch)
         try:
             result = _bwrap.run_oneshot(launch.spec, launch.version, timeout=timeout, stdin=stdin,
-                                        bwrap_path=launch.bwrap_path, process=process, userns_fd=userns_fd)
+                                        bwrap_path=launch.bwrap_path, process=process, userns_fd=userns_fd,
+                                        cgroup_fds=self.cgroup_fds)
         finally:
             if userns_fd is not None:
                 os.close(userns_fd)

@@ -355,8 +355,13 @@ def _wait_status(pid):
 
 
 def _launch_child(setup, process, lifecycle, detached, report_w, go_r, stdio, parent_pid,
-                  status_fd, tini_path, init_payload=None, commit_r=None, alive_fd=None):
-    """C: enter the namespaces, fork PID 1, then report its status (one-shot) or leave (detached)."""
+                  status_fd, tini_path, init_payload=None, commit_r=None, alive_fd=None, cgroup_fds=()):
+    """C: enter the namespaces, fork PID 1, then report its status (one-shot) or leave (detached).
+    ``cgroup_fds`` (``cgroup.procs`` of the service's cgroup, ``_cgroup``): joined first, before
+    anything is unshared, so every process of the launch is limited from its start."""
+    for fd in cgroup_fds:
+        os.write(fd, b'0')
+        os.close(fd)
     if detached:
         os.setsid()
     else:
@@ -496,7 +501,7 @@ def _fork(fds):
                           'or kernel.pid_max)')
 
 
-def run_oneshot(process, namespaces, lifecycle, timeout=None, stdin=None):
+def run_oneshot(process, namespaces, lifecycle, timeout=None, stdin=None, cgroup_fds=()):
     """Run ``process`` to completion in new namespaces (always a new PID namespace) and return a
     ``RunResult``. ``timeout`` (seconds) SIGKILLs PID 1, which ends the whole namespace."""
     setup = _setup_for(namespaces)
@@ -519,7 +524,7 @@ def run_oneshot(process, namespaces, lifecycle, timeout=None, stdin=None):
     if pid == 0:
         _process.child_main(report_w, lambda: _launch_child(
             setup, process, lifecycle, False, report_w, go_r, (in_r, out_w, err_w), parent_pid,
-            None, tini_path))
+            None, tini_path, cgroup_fds=tuple(cgroup_fds)))
     for fd in (report_w, go_r, out_w, err_w, in_r):
         os.close(fd)
     session = _Session(pid, setup=setup, go_w=go_w)
@@ -593,7 +598,8 @@ def _open_service_files(log_path, status_path):
                          'itself' % (status_path, getattr(exc, 'problem', None) or getattr(exc, 'strerror', exc)))
 
 
-def start_detached(process, namespaces, lifecycle, log_path, status_path, commit=False, alive_fd=None):
+def start_detached(process, namespaces, lifecycle, log_path, status_path, commit=False, alive_fd=None,
+                   cgroup_fds=()):
     """Start ``process`` as a background service in new namespaces; returns ``Started`` once
     the namespaces exist and the service was exec'd. ``pid`` is the host PID of the new PID
     namespace's PID 1, ``service_pid`` that of the user's process.
@@ -622,7 +628,7 @@ def start_detached(process, namespaces, lifecycle, log_path, status_path, commit
     if pid == 0:
         _process.child_main(report_w, lambda: _launch_child(
             setup, process, lifecycle, True, report_w, go_r, (null_fd, log_fd, log_fd), parent_pid,
-            status_fd, tini_path, init_payload, commit_r, alive_fd))
+            status_fd, tini_path, init_payload, commit_r, alive_fd, tuple(cgroup_fds)))
     for fd in (report_w, go_r, log_fd, null_fd, commit_r, status_fd):
         if fd is not None:
             os.close(fd)

@@ -49,6 +49,9 @@ class Driver(object):
     # The host id block of the last start (``{"uid": [base, count], "gid": [...]}``), or None:
     # the record's ``ids``.
     allocated_ids = None
+    # Descriptors of the ``cgroup.procs`` of the service's own cgroup (``_cgroup_service``), set by
+    # converge around a start or a one-shot run: the launched child joins them before anything else.
+    cgroup_fds = ()
 
     def build(self, params, host=None):
         """Validate ``params`` (raise SpecError) and return ``(canonical_dict, launch)``.
@@ -144,14 +147,15 @@ class PidNamespaceDriver(Driver):
     def start(self, launch, log_path, status_path, alive_fd=None):
         from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher
         return _launcher.start_detached(launch.process, self._namespaces(launch), launch.lifecycle,
-                                        log_path, status_path, commit=True, alive_fd=alive_fd)
+                                        log_path, status_path, commit=True, alive_fd=alive_fd,
+                                        cgroup_fds=self.cgroup_fds)
 
     def run_oneshot(self, launch, timeout, stdin=None):
         from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher
         namespaces = self._namespaces(launch)
         try:
             return _launcher.run_oneshot(launch.process, namespaces, launch.lifecycle,
-                                         timeout=timeout, stdin=stdin)
+                                         timeout=timeout, stdin=stdin, cgroup_fds=self.cgroup_fds)
         finally:
             if launch.holder is not None:
                 from ansible_collections.linuxns.isolation.plugins.module_utils import _idrange
@@ -316,6 +320,10 @@ def converge(module_params, driver, check_mode, store=None):
     if state in ('started', 'restarted'):
         canonical, launch = driver.build(params, host=host)
     desired_hash = _spec.spec_hash(canonical) if canonical is not None else None
+    if canonical is not None and params.get('resources'):
+        # A limit that cannot be in force fails here, before anything changes (check mode too).
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
+        _cgroup_service.check(params, store, name)
     if check_mode:
         return _missing_on_host(host, _converge_service(params, driver, store, name, state, canonical, launch,
                                                         desired_hash, True))
@@ -353,7 +361,7 @@ class ServicePlan(object):
     """What one service needs: the record found, whether it runs, the actions in order, owners, diff."""
 
     __slots__ = ('name', 'state', 'record', 'damaged', 'live', 'actions', 'recorded_owner', 'owner',
-                 'diff')
+                 'diff', 'limits')
 
     def __init__(self, **fields):
         for key in self.__slots__:
@@ -376,6 +384,9 @@ def decide(params, driver, store, name, state, canonical, desired_hash, found=No
     check_owning_module(record, driver.module)
     live = record is not None and store.is_live(record)
     actions = plan(state, record, live, desired_hash, BEHAVIOUR_VERSION)
+    limits = _limits_action(params, record, live, actions) if canonical is not None else None
+    if limits == 'restart':
+        actions, limits = ['stop', 'start'], None
     owner = _owner_param(params)
     recorded_owner = record.owner if record is not None else None
     # A task that names no owner keeps the recorded one, also across a restart.
@@ -387,12 +398,14 @@ def decide(params, driver, store, name, state, canonical, desired_hash, found=No
     elif record is not None and owner_after != recorded_owner and 'remove' not in actions \
             and 'start' not in actions:
         actions.append('relabel')
-    diff = _diff(driver, name, state, record, live, [a for a in actions if a != 'relabel'], canonical,
-                 damaged)
+    diff = _diff(driver, name, state, record, live, [a for a in actions if a not in ('relabel', 'limit')],
+                 canonical, damaged)
+    if 'limit' in actions:
+        diff['before']['resources'], diff['after']['resources'] = dict(record.resources or {}), limits
     if owner_after != recorded_owner and state != 'absent':
         diff['before']['owner'], diff['after']['owner'] = recorded_owner, owner_after
     return ServicePlan(name=name, state=state, record=record, damaged=damaged, live=live, actions=actions,
-                       recorded_owner=recorded_owner, owner=owner_after, diff=diff)
+                       recorded_owner=recorded_owner, owner=owner_after, diff=diff, limits=limits)
 
 
 def take_down(service_plan, params, driver, store):
@@ -404,6 +417,7 @@ def take_down(service_plan, params, driver, store):
     elif 'stop' in actions:
         stop_signal, stop_timeout = _stop_settings(params, service_plan.record)
         driver.stop(store, service_plan.record, stop_signal, stop_timeout)
+    _release_cgroups(service_plan, store)
     if 'remove' in actions:
         store.remove(name)
         _alive.remove(store, name)
@@ -411,6 +425,37 @@ def take_down(service_plan, params, driver, store):
 
 
 _KILL_GRACE = 10.0
+
+
+def _release_cgroups(service_plan, store):
+    """Remove the cgroup of a service that no longer runs (the record's, or for a damaged record the
+    one its name gives); a stopped service's record keeps no cgroup path."""
+    record, actions = service_plan.record, service_plan.actions
+    if record is not None and getattr(record, 'cgroup', None) and (
+            'stop' in actions or 'remove' in actions or 'start' in actions):
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
+        _cgroup_service.release(record)
+        record.cgroup = None
+        if 'remove' not in actions and 'start' not in actions:
+            store.write(record)
+    if 'remove' in actions and service_plan.damaged:
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
+        _cgroup_service.release_name(store, service_plan.name)
+
+
+def _limits_action(params, record, live, actions):
+    """``resources`` is not hashed: for a live service whose spec is unchanged, 'limit' is appended
+    to ``actions`` when the requested limits can be written into its cgroup (the limits are
+    returned), and 'restart' is returned when its cgroup lacks a controller they need."""
+    if actions or not live or not (params.get('resources') or getattr(record, 'cgroup', None)):
+        return None
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
+    limits = _cgroup_service.requested(params)
+    change = _cgroup_service.live_action(record, limits)
+    if change == 'limit':
+        actions.append('limit')
+        return limits
+    return change
 
 
 def take_down_all(entries, store):
@@ -464,6 +509,7 @@ def take_down_all(entries, store):
         try:
             if 'stop' in service_plan.actions and service_plan.damaged:
                 _alive.stop(store, name)
+            _release_cgroups(service_plan, store)
             if 'remove' in service_plan.actions:
                 store.remove(name)
                 _alive.remove(store, name)
@@ -480,6 +526,10 @@ def service_result(params, driver, store, service_plan, desired_hash, dry, recor
     if not dry:
         if 'start' not in actions:
             record = service_plan.record
+        if 'limit' in actions:
+            from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
+            _cgroup_service.apply_live(record, service_plan.limits)
+            store.write(record)
         if 'relabel' in actions:
             record.owner = service_plan.owner
             store.write(record)
@@ -555,15 +605,20 @@ class PendingStart(object):
         self.name, self.driver, self.store, self.record = name, driver, store, record
         self.first_moment, self.alive_fd = first_moment, alive_fd
         self.files, self.own_files = files, own_files
+        self.cgroup = None  # _cgroup_service.ServiceStart while a start with resources is pending
         self.done = False
 
     def discard(self):
         """Leave nothing of this failed start: its process, record, files and id block."""
-        _discard(self.driver, self.store, self.record, self.files, self.own_files)
         try:
-            self.driver.release_ids(self.store, self.name)
-        except (LinuxnsError, OSError):
-            pass
+            _discard(self.driver, self.store, self.record, self.files, self.own_files)
+            try:
+                self.driver.release_ids(self.store, self.name)
+            except (LinuxnsError, OSError):
+                pass
+        finally:
+            if self.cgroup is not None:
+                self.cgroup.discard()
 
     def finish(self):
         """The start is over, either way: release what only it needed (once)."""
@@ -573,6 +628,8 @@ class PendingStart(object):
         if self.first_moment is not None:
             self.first_moment.close()
         os.close(self.alive_fd)
+        if self.cgroup is not None:
+            self.cgroup.close_fds()
         self.driver.start_done()
 
 
@@ -599,13 +656,20 @@ def launch_service(params, driver, store, name, canonical, launch, desired_hash,
     alive_fd = _alive.create(store, name)
     pending = PendingStart(name, driver, store, None, None, alive_fd, files, own_files)
     try:
+        if params.get('resources'):
+            # The service's own cgroup, limited before its command runs (the launch joins it first).
+            from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
+            pending.cgroup = _cgroup_service.ServiceStart(params, store, name, driver).open()
+        cgroup = pending.cgroup
         # The service's PID 1 holds alive_fd (its lock) for its life; this copy closes in finish().
         started = driver.start(launch, log_path, status_path, alive_fd=alive_fd)
         record = Record(
             name, module=driver.module, spec=canonical, spec_hash=desired_hash, pid=started.pid,
             start_time=started.start_time, pidns_inode=started.pidns_inode,
             service_pid=started.service_pid, started_at=_now(), log_path=log_path,
-            namespaces=dict(started.namespaces or {}), owner=owner, ids=driver.allocated_ids)
+            namespaces=dict(started.namespaces or {}), owner=owner, ids=driver.allocated_ids,
+            resources=cgroup.limits if cgroup is not None else None,
+            cgroup=cgroup.path if cgroup is not None else None)
         pending.record = record
         # Written before verification: a module killed from here on leaves a findable service;
         # one killed before it leaves none (the init stops a service that was never committed).
@@ -793,7 +857,13 @@ def _service_result(params, driver, store, name, state, record, live, desired_ha
         now = 'absent'
     elif not live:
         now = 'started' if dry and state in ('started', 'restarted') else 'stopped'
+    cgroup = resources = None
+    if live and getattr(record, 'cgroup', None):
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
+        cgroup, resources = _cgroup_service.in_force(record)
     return {
+        'cgroup': cgroup,
+        'resources': resources,
         'name': name,
         'state': now,
         'pid': record.pid if live and record is not None else None,
@@ -826,8 +896,13 @@ def _one_shot(params, driver, canonical, launch, check_mode):
         'changed': False, 'name': params.get('name'), 'state': 'started', 'pid': None, 'service_pid': None,
         'namespaces': {}, 'isolated': [], 'joined': [], 'spec_hash': _spec.spec_hash(canonical), 'started_at': None, 'log_path': None,
         'restarts': 0, 'cmd': argv, 'rc': None, 'stdout': '', 'stderr': '', 'stdout_lines': [],
-        'stderr_lines': [], 'msg': '',
+        'stderr_lines': [], 'msg': '', 'cgroup': None, 'resources': None, 'oom_killed': False,
     }
+    cgroup = None
+    if params.get('resources'):
+        # Checked before anything runs: a limit that cannot be in force fails the task.
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
+        cgroup = _cgroup_service.OneShot(params, driver)
     verb = 'Would' if check_mode else 'Did'
     if creates and _matches(creates, chdir):
         result.update(rc=0, msg="%s not run command since '%s' exists" % (verb, creates))
@@ -843,7 +918,12 @@ def _one_shot(params, driver, canonical, launch, check_mode):
     # 0 means no timeout, like the task keyword.
     timeout = (_spec.OPTIONS['timeout'].normalise(timeout) or None) if timeout is not None else None
     result['started_at'] = _now()
-    run = driver.run_oneshot(launch, timeout, params.get('stdin'))
+    if cgroup is None:
+        run = driver.run_oneshot(launch, timeout, params.get('stdin'))
+    else:
+        with cgroup:
+            run = driver.run_oneshot(launch, timeout, params.get('stdin'))
+        result.update(cgroup.fields())
     stdout = (run.stdout or '').rstrip('\r\n')
     stderr = (run.stderr or '').rstrip('\r\n')
     result.update(rc=run.rc, pid=run.pid, stdout=stdout, stderr=stderr,
@@ -852,6 +932,9 @@ def _one_shot(params, driver, canonical, launch, check_mode):
         result.update(failed=True, msg="command did not finish within timeout=%s seconds; its whole process "
                                        "tree was killed. Raise 'timeout' or make the command finish sooner"
                                        % (timeout,))
+    elif run.rc != 0 and result['oom_killed']:
+        result.update(failed=True, msg='non-zero return code: the command was killed by the OOM killer of its '
+                                       'cgroup (resources.memory_max=%s)' % (result['resources'] or {}).get('memory_max'))
     elif run.rc != 0:
         result.update(failed=True, msg='non-zero return code')
     return result

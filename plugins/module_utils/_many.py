@@ -146,6 +146,19 @@ def build_items(items, check_mode):
         item.warnings = list(host.warnings)
 
 
+def check_limits(items, store):
+    """Refuse (SpecError naming the service) a ``resources`` limit that cannot be in force, before any
+    service changes."""
+    for item in items:
+        if item.canonical is None or not item.params.get('resources'):
+            continue
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
+        try:
+            _cgroup_service.check(item.params, store, item.name)
+        except SpecError as exc:
+            raise _item_error(item.name, exc.option, exc.value, exc.problem, exc.fix)
+
+
 def check_records(items, found, owner, adopt_unowned=False):
     """Refuse (StoreError naming the service) a listed name whose record another owner holds, or
     no owner when ``owner`` is set and ``adopt_unowned`` is false. ``found``: name -> (record,
@@ -249,6 +262,7 @@ def converge_many(params, check_mode, coerce=None, store=None):
     if store is None:
         from ansible_collections.linuxns.isolation.plugins.module_utils._store import Store
         store = Store(state_dir)
+    check_limits(items, store)
     listed = dict((item.name, item) for item in items)
     recorded = store.names()
     candidates = []

@@ -39,6 +39,7 @@ import shlex
 import shutil
 import signal
 
+from ansible_collections.linuxns.isolation.plugins.module_utils import _resources
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import SpecError
 from ansible_collections.linuxns.isolation.plugins.module_utils._hostcheck import strict
 
@@ -579,6 +580,9 @@ LIFECYCLE_OPTIONS = (
     Option('state_dir', 'path', normalise=_abs_path('state_dir')),
     Option('owner', normalise=validate_owner),
     Option('privileged', 'bool', default=False, normalise=_bool('privileged')),
+    # Not hashed: a change applies live to the service's cgroup (_cgroup_service).
+    # Its keys are checked by _resources (errors name resources.KEY), not by Ansible's suboptions.
+    Option('resources', 'dict', normalise=_resources.normalise, hashed=False),
 )
 
 
@@ -912,7 +916,7 @@ def validate_lifecycle(params):
     elif params.get('log_path') is not None:
         raise SpecError('log_path', params['log_path'], 'only applies to detach: true',
                         'remove log_path; a one-shot returns stdout and stderr')
-    for option in ('chdir', 'log_path', 'state_dir', 'timeout', 'creates', 'removes', 'owner'):
+    for option in ('chdir', 'log_path', 'state_dir', 'timeout', 'creates', 'removes', 'owner', 'resources'):
         _value(params, option)
     return name, state, detach
 

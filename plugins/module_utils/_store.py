@@ -35,13 +35,14 @@ from ansible_collections.linuxns.isolation.plugins.module_utils._syscalls import
 RECORD_FIELDS = (
     'name', 'module', 'spec', 'spec_hash', 'pid', 'start_time', 'pidns_inode',
     'service_pid', 'started_at', 'log_path', 'namespaces', 'version', 'owner', 'ids',
+    'resources', 'cgroup',
 )
 # Behaviour version of the engine: raised when a default that changes how a service runs (its
 # privileges, its init) changes, so that a service started under older defaults is restarted
 # once by its next converge. 1: before "secure by default"; 2: unprivileged by default.
 BEHAVIOUR_VERSION = 2
 # Fields that records written before they existed lack, with the value such a record means.
-_LEGACY_DEFAULTS = {'version': 1, 'owner': None, 'ids': None}
+_LEGACY_DEFAULTS = {'version': 1, 'owner': None, 'ids': None, 'resources': None, 'cgroup': None}
 _INT_FIELDS = ('pid', 'start_time', 'pidns_inode')
 _STATE_DIR_FIX = "set the option 'state_dir' to a writable directory on a read-write file system"
 # After SIGKILL a process normally goes at once; this only guards against a hang
@@ -65,7 +66,7 @@ class Record(object):
 
     def __init__(self, name, module=None, spec=None, spec_hash=None, pid=None, start_time=None,
                  pidns_inode=None, service_pid=None, started_at=None, log_path=None, namespaces=None,
-                 version=BEHAVIOUR_VERSION, owner=None, ids=None):
+                 version=BEHAVIOUR_VERSION, owner=None, ids=None, resources=None, cgroup=None):
         self.name = name
         self.module = module
         self.spec = spec
@@ -80,6 +81,10 @@ class Record(object):
         self.version = version
         self.owner = owner
         self.ids = ids
+        # The requested limits (normalised, ``_resources``) and the path of the service's own
+        # cgroup (``/linuxns/LEAF`` in each hierarchy that holds one of its controllers).
+        self.resources = resources
+        self.cgroup = cgroup
 
     def to_dict(self):
         return dict((field, getattr(self, field)) for field in RECORD_FIELDS)
@@ -358,7 +363,8 @@ class Store(object):
             raise StoreError('record %s lacks %s%s' % (path, ', '.join(missing), fix))
         wrong = [field for field in _INT_FIELDS + ('version',) if field in data
                  and (not isinstance(data[field], int) or isinstance(data[field], bool))]
-        wrong += [field for field, kind in (('owner', str), ('ids', dict), ('module', str))
+        wrong += [field for field, kind in (('owner', str), ('ids', dict), ('module', str), ('resources', dict),
+                                            ('cgroup', str))
                   if data.get(field) is not None and not isinstance(data[field], kind)]
         if wrong:
             raise StoreError('record %s has a malformed %s%s' % (path, ', '.join(wrong), fix))

@@ -24,6 +24,7 @@ description:
     create namespaces) fails the task with bwrap's own message, verbatim.
 extends_documentation_fragment:
   - linuxns.isolation.lifecycle
+  - linuxns.isolation.resources
   - linuxns.isolation.attributes
 options:
   unshare:
@@ -280,6 +281,14 @@ author:
 '''
 
 EXAMPLES = r'''
+- name: A one-shot that may use at most 512 MiB and one CPU (it fails, with oom_killed true, if it needs more memory)
+  linuxns.isolation.bwrap_sandbox:
+    detach: false
+    argv: [python3, /srv/jobs/report.py]
+    resources:
+      memory_max: 512M
+      cpu_max: 1
+
 - name: A shell that sees only its own processes (bwrap --unshare-pid --unshare-user --unshare-ipc
     --ro-bind /usr /usr --ro-bind /etc /etc --dir /tmp --proc /proc --dev /dev)
   linuxns.isolation.bwrap_sandbox:
@@ -425,6 +434,26 @@ owner:
   returned: always
   type: str
   sample: webhooks
+cgroup:
+  description:
+    - Path of the service's (or the one-shot's) own cgroup in each hierarchy that holds one of its controllers, as
+      C(/proc/PID/cgroup) shows it (e.g. C(/sys/fs/cgroup/memory/linuxns/web) on a v1 host, C(/sys/fs/cgroup/linuxns/web)
+      on a v2 host); null when it has none (no O(resources), not running).
+  returned: always
+  type: str
+  sample: /linuxns/web
+resources:
+  description:
+    - The limits in force, read back from the kernel (in the units of O(resources); memory in bytes, rounded to pages
+      by the kernel), for every controller the cgroup holds; null means no limit. Null when there is no cgroup.
+  returned: always
+  type: dict
+  sample: {memory_max: 268435456, pids_max: 64, cpu_max: 0.5}
+oom_killed:
+  description: Whether the OOM killer of the one-shot's cgroup ended a process of it (C(memory_max)).
+  returned: when O(detach=false)
+  type: bool
+  sample: false
 argv:
   description:
     - The exact bwrap command line, for the service that runs (or would run) or the one-shot; descriptor numbers

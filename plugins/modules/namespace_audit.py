@@ -188,6 +188,12 @@ services:
       description: Host paths of the probed list the service can write and was not given.
       type: list
       elements: str
+    cgroup:
+      description: Path of the service's own cgroup (its O(linuxns.isolation.pid_namespace#module:resources)), or null.
+      type: str
+    resources:
+      description: The limits in force in that cgroup, read from the kernel (null for no limit), or null without one.
+      type: dict
     given_paths:
       description: Destinations of the writable binds of its spec.
       type: list

@@ -174,6 +174,18 @@ services:
     owner:
       description: The O(linuxns.isolation.pid_namespace#module:owner) label recorded with it, or null.
       type: str
+    cgroup:
+      description:
+        - Path of the service's own cgroup (O(linuxns.isolation.pid_namespace#module:resources)) in each hierarchy
+          that holds one of its controllers, as C(/proc/PID/cgroup) shows it; null when it has none or is not alive.
+      type: str
+      sample: /linuxns/web
+    resources:
+      description:
+        - The limits in force in that cgroup, read from the kernel (not from the spec), C({memory_max, pids_max,
+          cpu_max}) (bytes, processes, CPUs; null for no limit); null when it has no cgroup.
+      type: dict
+      sample: {memory_max: 268435456, pids_max: 64, cpu_max: 0.5}
     version:
       description:
         - Behaviour version of the engine that started it. A service of an older version than the

@@ -25,6 +25,7 @@ description:
     C(rc), C(stdout) and C(stderr); O(timeout) kills its whole namespace.
 extends_documentation_fragment:
   - linuxns.isolation.lifecycle
+  - linuxns.isolation.resources
   - linuxns.isolation.attributes
 options:
   namespaces:
@@ -286,6 +287,15 @@ EXAMPLES = r'''
     init: none
     argv: [sleep, infinity]
 
+- name: A service in a cgroup of its own, at most 256 MiB, 64 processes and half a CPU
+  linuxns.isolation.pid_namespace:
+    name: worker
+    argv: [/opt/worker/bin/worker]
+    resources:
+      memory_max: 256M
+      pids_max: 64
+      cpu_max: 0.5
+
 - name: Stop the service, keeping its record and log
   linuxns.isolation.pid_namespace:
     name: webhook
@@ -377,6 +387,26 @@ owner:
   returned: always
   type: str
   sample: webhooks
+cgroup:
+  description:
+    - Path of the service's (or the one-shot's) own cgroup in each hierarchy that holds one of its controllers, as
+      C(/proc/PID/cgroup) shows it (e.g. C(/sys/fs/cgroup/memory/linuxns/web) on a v1 host, C(/sys/fs/cgroup/linuxns/web)
+      on a v2 host); null when it has none (no O(resources), not running).
+  returned: always
+  type: str
+  sample: /linuxns/web
+resources:
+  description:
+    - The limits in force, read back from the kernel (in the units of O(resources); memory in bytes, rounded to pages
+      by the kernel), for every controller the cgroup holds; null means no limit. Null when there is no cgroup.
+  returned: always
+  type: dict
+  sample: {memory_max: 268435456, pids_max: 64, cpu_max: 0.5}
+oom_killed:
+  description: Whether the OOM killer of the one-shot's cgroup ended a process of it (C(memory_max)).
+  returned: when O(detach=false)
+  type: bool
+  sample: false
 cmd:
   description: The command that ran (or would run), as a list.
   returned: when O(detach=false)
