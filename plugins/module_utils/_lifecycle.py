@@ -446,7 +446,7 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
         first_moment.watch()
     except BaseException:
         _discard(driver, store, record, (store.record_path(name), status_path, _alive.alive_path(store, name)),
-                 () if keep_log else (log_path,))
+                 () if keep_log else (log_path, log_path + '.1'))
         try:
             driver.release_ids(store, name)
         except (LinuxnsError, OSError):
@@ -537,8 +537,8 @@ def _signal_name(number):
 def log_tail(log_path, offset=0, lines=LOG_TAIL_LINES):
     """The last ``lines`` lines written to ``log_path`` after byte ``offset`` (the last 64 KiB at
     most; a link, FIFO or anything but a regular file there reads as no log)."""
-    from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio
-    data = _safeio.tail(log_path, offset, 64 * 1024)
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _logcap
+    data = _logcap.tail(log_path, offset, 64 * 1024)
     if data is None:
         return '(no log)'
     text = data.decode('utf-8', 'replace').rstrip('\n')
