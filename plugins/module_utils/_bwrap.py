@@ -1357,6 +1357,13 @@ def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_pa
     finally:
         for fd in opened:
             os.close(fd)
+    try:
+        return _started(spec, argv, guard, pid, info_r, bwrap_exe, log_path, offset, ready_timeout, exit_fd)
+    finally:
+        _logcap.done(log_path)
+
+
+def _started(spec, argv, guard, pid, info_r, bwrap_exe, log_path, offset, ready_timeout, exit_fd):
     if guard is None:
         return _started_now(spec, argv, pid, info_r, bwrap_exe, log_path, offset, ready_timeout)
     try:

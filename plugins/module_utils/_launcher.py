@@ -663,6 +663,8 @@ def start_detached(process, namespaces, lifecycle, log_path, status_path, commit
         session.close()
         if commit_w is not None and not committed:
             os.close(commit_w)
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _logcap
+        _logcap.done(log_path)
 
 
 # -- enter (in _enter, which a launch does not need) ----------------------------------------------

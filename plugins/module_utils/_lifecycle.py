@@ -422,6 +422,8 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
     keep_log = log_existed and log_path != store.log_path(name)
     record = started = None
     alive_fd = _alive.create(store, name)
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _logcap
+    _logcap.hold()  # a failure below shows the log's complete tail
     try:
         # The service's PID 1 holds alive_fd (its lock) for its life; this copy closes below.
         started = driver.start(launch, log_path, status_path, alive_fd=alive_fd)
@@ -455,6 +457,7 @@ def _start(params, driver, store, name, canonical, launch, desired_hash, owner=N
     finally:
         os.close(alive_fd)
         driver.start_done()
+        _logcap.release()
     return record
 
 

@@ -19,8 +19,9 @@ processes) closes the pipe. If the reader is killed, the service's next write ge
 disposition is the default) or EPIPE; the builtin init notices the broken pipe and does not restart
 the service into it.
 
-The launcher keeps a sync channel to the reader for as long as it runs: ``tail()`` first asks the
-reader to drain what is in the pipe, so the tail that a start-failure message shows is complete.
+The launcher keeps a sync channel to the reader while it starts the service (``hold``/``done``):
+``tail()`` first asks the reader to drain what is in the pipe, so the tail that a start-failure
+message shows is complete. The reader itself keeps no path and needs no channel to go on.
 
 ``log_max_size: 0`` gives the service the log file itself, with no cap and no reader (as before).
 """
@@ -196,8 +197,35 @@ def reader_main(argv):
 
 
 # -- the launcher's side --------------------------------------------------------------------------
-# log path -> (sync_w, ack_r) of the readers this process started.
+# log path -> (sync_w, ack_r) of the readers this process started and still talks to.
 _READERS = {}
+# Depth of hold() calls: while held, the sync channels stay open past the launch.
+_HELD = [0]
+
+
+def hold():
+    """Keep the sync channel of every reader started from now on until ``release()`` (a converge
+    holds it for the start and the first-moment watch, whose failure shows the log's tail)."""
+    _HELD[0] += 1
+
+
+def release():
+    """End a ``hold()``; the last one closes every sync channel (the readers go on)."""
+    _HELD[0] = max(0, _HELD[0] - 1)
+    if not _HELD[0]:
+        for log_path in list(_READERS):
+            _close(log_path)
+
+
+def done(log_path):
+    """The launch of ``log_path`` returned: close its sync channel unless held."""
+    if not _HELD[0]:
+        _close(log_path)
+
+
+def _close(log_path):
+    for fd in _READERS.pop(log_path, ()):
+        os.close(fd)
 
 
 def open_output(log_path, max_size):
@@ -267,10 +295,7 @@ def _start_reader(log_path, pipe_r, log_fd, old_fd, max_size):
         os.close(ack_r)
         raise StartError('the log reader (%s %s) did not start; set log_max_size: 0 to write the log '
                          'without a cap' % (executable, READER_NAME))
-    previous = _READERS.pop(log_path, None)
-    if previous is not None:
-        for fd in previous:
-            os.close(fd)
+    _close(log_path)
     _READERS[log_path] = (sync_w, ack_r)
 
 
