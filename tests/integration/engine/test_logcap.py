@@ -80,7 +80,7 @@ def _chatty_service(driver, state_dir, tag, extra):
                    'argv': ['sh', '-c', CHATTY % tag]}, **extra)
     result = converge(params, driver, False, Store(state_dir))
     log_path = result['log_path']
-    assert log_path == os.path.join(state_dir, name + '.log')
+    assert log_path == extra.get('log_path', os.path.join(state_dir, name + '.log'))
     _wait_for(lambda: b'LAST-LINE-%s' % tag.encode() in _tail(log_path), 'the service wrote its 50 MB')
     return name, params, result, log_path
 
