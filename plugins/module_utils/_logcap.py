@@ -186,8 +186,8 @@ def _answer(ack_w):
 
 
 def reader_main(argv):
-    """Entry of the reader: argv = [_, memfd, pipe_r, log_fd, old_fd, sync_r, ack_w, cap, title]."""
-    pipe_r, log_fd, old_fd, sync_r, ack_w, cap = [int(arg) for arg in argv[2:8]]
+    """Entry of the reader: argv ends with [pipe_r, log_fd, old_fd, sync_r, ack_w, cap, title]."""
+    pipe_r, log_fd, old_fd, sync_r, ack_w, cap = [int(arg) for arg in argv[-7:-1]]
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     log = CappedLog(log_fd, old_fd, cap)
@@ -315,7 +315,14 @@ def _reader_child(executable, argv, keep):
         devnull = os.open(os.devnull, os.O_RDWR)
         for target in (0, 1, 2):
             os.dup2(devnull, target)
-        os.execve(executable, argv, {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin'})
+        try:
+            os.execve(executable, argv, {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin'})
+        except OSError as exc:
+            # Like the init: read in this fork of the caller (its heap stays, the cap holds) and say so.
+            note = 'linuxns log reader: cannot run in a fresh interpreter (exec %s: %s); reading in a fork of ' \
+                'the module\n' % (executable, exc.strerror or exc)
+            os.write(int(argv[7]), note.encode('utf-8', 'replace'))
+            reader_main(argv[3:])
     except BaseException:  # noqa: B902 -- a fork must never unwind into the caller
         pass
     os._exit(127)
