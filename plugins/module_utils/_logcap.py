@@ -37,7 +37,10 @@ import signal
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 # A smaller cap would leave too little for a start-failure message to show.
 MIN_MAX_SIZE = 64 * 1024
-MAX_READ = 64 * 1024
+# The reader reads up to this much at a time; the pipe is enlarged to it where the kernel allows
+# (fs.pipe-max-size), so a chatty service is switched away from less often.
+MAX_READ = 1024 * 1024
+_F_SETPIPE_SZ = 1031
 ROTATED_SUFFIX = '.1'
 READER_NAME = 'linuxns-log'
 # How long the launcher waits for the reader to answer (a guard, not a measurement).
@@ -247,6 +250,7 @@ def open_output(log_path, max_size):
         opened.append(_safeio.open_log(rotated_path(log_path)))
         pipe_r, pipe_w = os.pipe2(os.O_CLOEXEC)
         opened.append(pipe_r)
+        _enlarge(pipe_w, min(MAX_READ, max_size))
         try:
             _start_reader(log_path, pipe_r, log_fd, opened[1], max_size)
         except BaseException:
@@ -256,6 +260,14 @@ def open_output(log_path, max_size):
     finally:
         for fd in opened:
             os.close(fd)
+
+
+def _enlarge(pipe_fd, size):
+    import fcntl
+    try:
+        fcntl.fcntl(pipe_fd, _F_SETPIPE_SZ, size)
+    except OSError:
+        pass  # over fs.pipe-max-size for an unprivileged caller: the default pipe works too
 
 
 def _start_reader(log_path, pipe_r, log_fd, old_fd, max_size):
