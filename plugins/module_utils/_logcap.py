@@ -101,6 +101,12 @@ class CappedLog(object):
     def write(self, data):
         view = memoryview(data)
         while view:
+            # The file's own size, not only what this reader wrote: a reader of the previous run may
+            # still be draining its last bytes into it, or someone emptied it.
+            try:
+                self.size = os.fstat(self.fd).st_size
+            except OSError:
+                pass
             if self.size > 0 and self.size + len(view) > self.cap:
                 self.rotate()
             room = self.cap - self.size

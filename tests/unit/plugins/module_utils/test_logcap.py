@@ -161,3 +161,13 @@ def test_tail_reads_across_a_rotation(tmp_path):
 def test_tail_of_a_planted_link_is_no_log(tmp_path):
     os.symlink('/etc/passwd', str(tmp_path / 'svc.log'))
     assert _logcap.tail(str(tmp_path / 'svc.log'), 10) is None
+
+
+def test_bytes_another_writer_appended_count_against_the_cap(tmp_path):
+    log, old, fd, old_fd = _files(tmp_path)
+    capped = _logcap.CappedLog(fd, old_fd, 10)
+    capped.write(b'abc')
+    with open(str(log), 'ab') as other:  # e.g. the reader of the previous run, draining its last bytes
+        other.write(b'1234567')
+    capped.write(b'XY')
+    assert log.read_bytes() == b'XY' and old.read_bytes() == b'abc1234567'
