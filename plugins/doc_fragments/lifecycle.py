@@ -138,6 +138,28 @@ options:
         user and no one else can write that directory (as C(fs.protected_symlinks) does, for every component).
       - Removed with the service (O(state=absent)) only while it is still a regular file of that user.
     type: path
+  log_max_size:
+    description:
+      - "Size cap of the log at O(log_path) (the default log under O(state_dir) or a path of your own alike):
+        bytes, or a size with a 1024-based unit V(K), V(M), V(G) or V(T), for example V(10M) or V(512K).
+        At least V(64K). Default V(10M). Only for O(detach=true)."
+      - "The service's stdout and stderr are a pipe read by a small reader process (shown by C(ps) as
+        C(linuxns-log <log_path>)) that appends to the log. When the next write would take the log past the cap,
+        the reader copies the log to C(<log_path>.1) and empties the log, like C(copytruncate) in logrotate:
+        the log always holds the newest output, C(<log_path>.1) the chunk before it, so the service never
+        takes more than twice the cap on disk, however much it writes. The service writes a pipe, so it works
+        the same whether it writes itself, through its init, C(tini) or bubblewrap, and is never blocked for
+        long by its log (a write that fails for lack of space drops that chunk, the reader goes on draining)."
+      - "C(<log_path>.1) is created like the log (mode 0600, never through a planted link or someone else's
+        file) and removed with it (O(state=absent))."
+      - If the reader dies (for example killed by hand), the service's next write gets SIGPIPE (its default
+        disposition) or EPIPE; the builtin init then stops the service with O(stop_signal) and does not
+        restart it, so it never goes on writing into a broken pipe. The next converge starts it anew.
+      - "V(0) turns the cap off: the service writes the log file directly, as before, with no reader process."
+      - Changing the cap restarts the service (it is part of the spec hash); V(10M) hashes like leaving it unset,
+        so a converge does not restart services started before this option existed (they keep writing their log
+        directly, without a cap, until they are restarted, for example with O(state=restarted)).
+    type: raw
   timeout:
     description:
       - For O(detach=false) only. Kill the whole process tree after this many seconds and fail the task

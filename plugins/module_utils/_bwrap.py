@@ -1347,17 +1347,18 @@ def service_pid(child_pid, bwrap_exe, as_pid_1):
 
 
 def _tail(path, offset, limit=4000):
-    from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio
-    return (_safeio.tail(path, offset, limit) or b'').decode('utf-8', 'replace')
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _logcap
+    return (_logcap.tail(path, offset, limit) or b'').decode('utf-8', 'replace')
 
 
 def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_path=None,
                    ready_timeout=30.0, process=None, commit=False, userns_fd=None, pass_fds=None, alive_fd=None,
-                   cgroup_fds=()):
+                   cgroup_fds=(), log_max_size=None):
     """Start the sandbox in the background; returns :class:`Started` once the command runs.
 
     bwrap gets a new session, stdin ``/dev/null``, stdout+stderr appended to
-    ``log_path`` (0600) and, with ``status_path``, writes its ``--json-status-fd``
+    ``log_path`` (0600; through the size-capping reader of ``_logcap``, ``log_max_size`` bytes,
+    None: the default, 0: no cap) and, with ``status_path``, writes its ``--json-status-fd``
     documents there (exit-code at the end). Raises StartError with bwrap's
     stderr verbatim when the sandbox cannot be built or the command cannot run.
     The caller owns (and must eventually reap) ``Started.bwrap_pid``.
@@ -1372,7 +1373,7 @@ def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_pa
     ``alive_fd`` (see ``_alive``) is bwrap's ``--sync-fd``: its reaper (the sandbox's PID 1) and
     bwrap hold it while the sandbox runs, the command does not (unless it is PID 1: as_pid_1).
     """
-    from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap_commit
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap_commit, _logcap
     path = bwrap_path or find_bwrap(spec.bwrap_path)
     exit_fd = _exit_status_file() if commit and not status_path else None
     json_status_fd = STATUS_FD if status_path else (EXIT_STATUS_FD if exit_fd is not None else None)
@@ -1388,11 +1389,11 @@ def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_pa
     release_fd = guard = None
     try:
         try:
-            log_fd = _safeio.open_log(log_path)
+            log_fd, offset = _logcap.open_output(
+                log_path, _logcap.DEFAULT_MAX_SIZE if log_max_size is None else log_max_size)
         except _safeio.UnsafePath as exc:
             raise StartError('cannot use the log file: %s' % exc)
         opened.append(log_fd)
-        offset = os.fstat(log_fd).st_size
         if status_path:
             try:
                 status_fd = _safeio.open_status(status_path)
@@ -1435,6 +1436,13 @@ def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_pa
     finally:
         for fd in opened:
             os.close(fd)
+    try:
+        return _started(spec, argv, guard, pid, info_r, bwrap_exe, log_path, offset, ready_timeout, exit_fd)
+    finally:
+        _logcap.done(log_path)
+
+
+def _started(spec, argv, guard, pid, info_r, bwrap_exe, log_path, offset, ready_timeout, exit_fd):
     if guard is None:
         return _started_now(spec, argv, pid, info_r, bwrap_exe, log_path, offset, ready_timeout)
     try:

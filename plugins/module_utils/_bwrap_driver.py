@@ -480,7 +480,8 @@ class BwrapDriver(Driver):
             started = _bwrap.start_detached(launch.spec, launch.version, log_path, None,
                                             bwrap_path=launch.bwrap_path, process=process, commit=True,
                                             userns_fd=userns_fd, alive_fd=alive_fd, cgroup_fds=self.cgroup_fds,
-                                            pass_fds={INIT_STATUS_FD: status_fd} if supervised else None)
+                                            pass_fds={INIT_STATUS_FD: status_fd} if supervised else None,
+                                            log_max_size=launch.lifecycle.log_max_size)
         finally:
             for fd in (userns_fd, status_fd):
                 if fd is not None:

@@ -182,6 +182,8 @@ class _Init(object):
         self.stopping = False
         self.restart_at = None
         self.wake_r = None
+        self.poller = None
+        self.watch_output = False
 
     # -- status -------------------------------------------------------------
     def publish(self):
@@ -222,12 +224,27 @@ class _Init(object):
             handled.add(self.stop_signal)
         for signum in handled:
             signal.signal(signum, _noop)
+        self.poller = select.poll()
+        self.poller.register(self.wake_r, select.POLLIN)
+        # A pipe as stdout is the log-size reader's (_logcap): if it dies, the pipe reports POLLERR.
+        try:
+            self.watch_output = (os.fstat(1).st_mode & 0o170000) == 0o010000
+        except OSError:
+            self.watch_output = False
+        if self.watch_output:
+            self.poller.register(1, 0)
 
     def wait_for_signals(self, timeout):
         try:
-            ready = select.select([self.wake_r], [], [], timeout)[0]
+            events = self.poller.poll(None if timeout is None else int(timeout * 1000) + 1)
         except InterruptedError:
-            ready = [self.wake_r]
+            events = [(self.wake_r, select.POLLIN)]
+        ready = False
+        for fd, event in events:
+            if fd == self.wake_r:
+                ready = True
+            elif fd == 1 and event & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+                self.output_lost()
         if not ready:
             return []
         try:
@@ -263,6 +280,14 @@ class _Init(object):
                 self.publish()
         # The service is our unreaped child, so its PID cannot be recycled yet.
         self.forward(signum)
+
+    def output_lost(self):
+        """The log reader is gone: a service (re)started now would write into a broken pipe, so
+        the service is stopped as if asked to (stop_signal) and never restarted."""
+        self.poller.unregister(1)
+        self.watch_output = False
+        _say('the log reader is gone; stopping the service')  # lost too, unless stderr differs
+        self.on_signal(self.stop_signal)
 
     # -- children -----------------------------------------------------------
     def start_service(self):

@@ -533,8 +533,8 @@ def run_oneshot(process, namespaces, lifecycle, timeout=None, stdin=None, cgroup
 
 
 def _log_tail(log_path, size=2000):
-    from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio
-    return (_safeio.tail(log_path, 0, size) or b'').decode('utf-8', 'replace')
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _logcap
+    return (_logcap.tail(log_path, 0, size) or b'').decode('utf-8', 'replace')
 
 
 def _find_service(pid1, nspid, tini):
@@ -579,13 +579,15 @@ def _commit_once(commit_w, find_service=None):
     return commit
 
 
-def _open_service_files(log_path, status_path):
-    """The service log (appended to, created 0600; never through a planted link, FIFO or foreign
-    file) and the builtin init's status file (root's, rewritten by the init through this
+def _open_service_files(log_path, status_path, log_max_size=None):
+    """The service's output (the log, appended to, created 0600; never through a planted link,
+    FIFO or foreign file; through the size-capping reader of ``_logcap`` unless ``log_max_size`` is
+    0) and the builtin init's status file (root's, rewritten by the init through this
     descriptor; None without a ``status_path``)."""
-    from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _logcap, _safeio
     try:
-        log_fd = _safeio.open_log(log_path)
+        log_fd, _offset = _logcap.open_output(
+            log_path, _logcap.DEFAULT_MAX_SIZE if log_max_size is None else log_max_size)
     except _safeio.UnsafePath as exc:
         raise StartError('cannot use the log file: %s' % exc)
     if status_path is None:
@@ -617,7 +619,8 @@ def start_detached(process, namespaces, lifecycle, log_path, status_path, commit
     setup = _setup_for(namespaces)
     tini_path = _tini_path(lifecycle)
     builtin = (_field(lifecycle, 'init', 'builtin') or 'builtin') == 'builtin'
-    log_fd, status_fd = _open_service_files(log_path, status_path if builtin else None)
+    log_fd, status_fd = _open_service_files(log_path, status_path if builtin else None,
+                                            _field(lifecycle, 'log_max_size'))
     commit_r, commit_w = _pipe() if commit else (None, None)
     init_payload = _builtin_init_payload(process, lifecycle, status_fd, commit_r, alive_fd) if builtin else None
     null_fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -666,6 +669,8 @@ def start_detached(process, namespaces, lifecycle, log_path, status_path, commit
         session.close()
         if commit_w is not None and not committed:
             os.close(commit_w)
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _logcap
+        _logcap.done(log_path)
 
 
 # -- enter (in _enter, which a launch does not need) ----------------------------------------------

@@ -630,6 +630,8 @@ class PendingStart(object):
         os.close(self.alive_fd)
         if self.cgroup is not None:
             self.cgroup.close_fds()
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _logcap
+        _logcap.release()
         self.driver.start_done()
 
 
@@ -651,9 +653,11 @@ def launch_service(params, driver, store, name, canonical, launch, desired_hash,
     # earlier output stays theirs.
     keep_log = log_existed and log_path != store.log_path(name)
     files = (store.record_path(name), status_path, _alive.alive_path(store, name))
-    own_files = () if keep_log else (log_path,)
+    own_files = () if keep_log else (log_path, log_path + '.1')
     record = started = first_moment = None
     alive_fd = _alive.create(store, name)
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _logcap
+    _logcap.hold()  # a failure below shows the log's complete tail; finish() releases it
     pending = PendingStart(name, driver, store, None, None, alive_fd, files, own_files)
     try:
         if params.get('resources'):
@@ -818,8 +822,8 @@ class _FirstMoment(object):
 def log_tail(log_path, offset=0, lines=LOG_TAIL_LINES):
     """The last ``lines`` lines written to ``log_path`` after byte ``offset`` (the last 64 KiB at
     most; a link, FIFO or anything but a regular file there reads as no log)."""
-    from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio
-    data = _safeio.tail(log_path, offset, 64 * 1024)
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _logcap
+    data = _logcap.tail(log_path, offset, 64 * 1024)
     if data is None:
         return '(no log)'
     text = data.decode('utf-8', 'replace').rstrip('\n')

@@ -192,15 +192,16 @@ def open_regular(path, flags, create_mode=None, owner=None, single_link=False):
         os.close(dir_fd)
 
 
-def open_log(path, option='log_path'):
-    """The service log at ``path``, opened for appending (created 0600 when missing).
+def open_log(path, option='log_path', readable=False):
+    """The service log at ``path``, opened for appending (created 0600 when missing; ``readable``:
+    also for reading, as the log-size reader copies it).
 
     An existing log must be a regular file of the caller with no other hard link. Errors are
     ``UnsafePath`` whose text names ``option``, the path and the fix.
     """
     try:
-        fd, _created = open_regular(path, os.O_WRONLY | os.O_APPEND, create_mode=0o600,
-                                    owner=os.geteuid(), single_link=True)
+        fd, _created = open_regular(path, (os.O_RDWR if readable else os.O_WRONLY) | os.O_APPEND,
+                                    create_mode=0o600, owner=os.geteuid(), single_link=True)
     except UnsafePath as exc:
         raise UnsafePath(exc.path, '(%s) %s; %s' % (option, exc.problem, LOG_FIX))
     except OSError as exc:

@@ -155,7 +155,7 @@ class NamespaceSpec(_Frozen):
 class LifecycleSpec(_Frozen):
     """How the service is supervised and stopped. ``stop_signal`` is an int."""
 
-    __slots__ = ('restart', 'restart_delay', 'stop_signal', 'stop_timeout', 'init')
+    __slots__ = ('restart', 'restart_delay', 'stop_signal', 'stop_timeout', 'init', 'log_max_size')
 
 
 # ---------------------------------------------------------------------------
@@ -355,6 +355,21 @@ def _umask(value):
     if not 0 <= mask <= 0o777:
         raise SpecError('umask', value, 'is out of range', "give an octal value from '0000' to '0777'")
     return '%04o' % mask
+
+
+def _log_max_size(value):
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _logcap
+    try:
+        return _logcap.parse_size(value)
+    except _logcap.SizeError as exc:
+        raise SpecError('log_max_size', value, str(exc),
+                        "give bytes or a size with a 1024-based unit (K, M, G, T), e.g. '10M', at least %dK; "
+                        "0 turns the cap off" % (_logcap.MIN_MAX_SIZE >> 10))
+
+
+def _log_max_size_default(params):
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _logcap
+    return _logcap.DEFAULT_MAX_SIZE
 
 
 def _signal(value):
@@ -574,6 +589,7 @@ LIFECYCLE_OPTIONS = (
     Option('stop_signal', 'raw', default='SIGTERM', normalise=_signal),
     Option('stop_timeout', 'float', default=_stop_timeout_default, normalise=_seconds('stop_timeout')),
     Option('log_path', 'path', normalise=_abs_path('log_path')),
+    Option('log_max_size', 'raw', default=_log_max_size_default, normalise=_log_max_size),
     Option('timeout', 'float', normalise=_seconds('timeout')),
     Option('creates', 'path', normalise=_any_path('creates')),
     Option('removes', 'path', normalise=_any_path('removes')),
@@ -913,10 +929,13 @@ def validate_lifecycle(params):
         if params.get('timeout') is not None:
             raise SpecError('timeout', params['timeout'], 'only applies to detach: false',
                             'remove timeout (use stop_timeout for services) or set detach: false')
-    elif params.get('log_path') is not None:
-        raise SpecError('log_path', params['log_path'], 'only applies to detach: true',
-                        'remove log_path; a one-shot returns stdout and stderr')
-    for option in ('chdir', 'log_path', 'state_dir', 'timeout', 'creates', 'removes', 'owner', 'resources'):
+    else:
+        for option in ('log_path', 'log_max_size'):
+            if params.get(option) is not None:
+                raise SpecError(option, params[option], 'only applies to detach: true',
+                                'remove %s; a one-shot returns stdout and stderr' % option)
+    for option in ('chdir', 'log_path', 'log_max_size', 'state_dir', 'timeout', 'creates', 'removes', 'owner',
+                   'resources'):
         _value(params, option)
     return name, state, detach
 
@@ -938,4 +957,5 @@ def lifecycle_spec(params, host=None):
         stop_signal=signal.Signals[_effective(params, 'stop_signal')].value,
         stop_timeout=_effective(params, 'stop_timeout'),
         init=init,
+        log_max_size=_effective(params, 'log_max_size'),
     )

@@ -397,7 +397,8 @@ class Store(object):
                 raise StoreError('cannot write record %s: %s; %s' % (path, exc.strerror, _STATE_DIR_FIX))
 
     def remove(self, name):
-        """Forget ``name``: record, status, log (default and the record's own log_path).
+        """Forget ``name``: record, status, log (default and the record's own log_path, each with
+        its older chunk ``<log>.1``, see ``_logcap``).
 
         A ``log_path`` outside the state directory is removed only while it is a regular file of
         ours: whatever was planted there since is left alone."""
@@ -411,7 +412,8 @@ class Store(object):
                 return
             if record is not None and record.log_path and record.log_path != self.log_path(name):
                 _safeio.unlink_own(record.log_path)
-            entries = [name + '.status', name + '.log'] + self._stale_temps(dir_fd, name)
+                _safeio.unlink_own(record.log_path + '.1')  # the older chunk of a capped log
+            entries = [name + '.status', name + '.log', name + '.log.1'] + self._stale_temps(dir_fd, name)
             # The record goes last: while it exists, the rest is still findable.
             entries.append(name + '.json')
             for entry in entries:

@@ -262,7 +262,8 @@ notes:
     O(state_dir) (root's, mode 0600), which the sandbox cannot redirect anywhere; the module reads it bounded and
     validated, so a sandbox that scribbles in it only loses its own restart count (shown as 0, with a warning
     from M(linuxns.isolation.ns_info)). The command must exist in the sandbox, or the start fails."
-  - "The service's stdout and stderr, and bwrap's own messages, go to O(log_path). bwrap runs detached in its own
+  - "The service's stdout and stderr, and bwrap's own messages, go to O(log_path), kept within O(log_max_size)
+    (see there). bwrap runs detached in its own
     session with stdin C(/dev/null); no descriptor beyond 0-2 reaches the sandbox's command (with O(restart),
     the init holds the status descriptor and does not pass it on)."
   - "Rootless use: as an unprivileged user (or with O(user)), bwrap creates a user namespace. When the kernel

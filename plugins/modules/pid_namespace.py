@@ -205,6 +205,10 @@ notes:
     names the sysctls to check (C(user.max_user_namespaces), C(kernel.apparmor_restrict_unprivileged_userns))."
   - "With O(user), the command gets E(HOME), E(USER) and E(LOGNAME) of that user (like C(su)), unless O(env) sets
     them; with O(clear_env=true) set E(PATH) in O(env) if the command relies on it."
+  - "Log size: the service's stdout and stderr (and the builtin init's own messages) reach O(log_path) through a
+    pipe and a reader process that keeps the log within O(log_max_size), with O(init=builtin), V(tini) and V(none)
+    alike: the command never holds the log file itself, so it cannot write past the cap. The reader is a separate
+    process, not the init, because with V(tini) and V(none) there is no init of ours to read the pipe."
   - "Concurrent runs on the same O(name) (two plays, C(async) tasks) are serialised by a per-name lock in
     O(state_dir); the later one finds the service the first one started."
   - "The namespaces, id maps and mounts are set up in a child before the command is executed; a command that

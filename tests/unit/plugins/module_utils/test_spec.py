@@ -196,7 +196,7 @@ def test_id_maps_and_time_offsets_become_immutable_sorted_values():
 def test_lifecycle_defaults():
     _process, _namespaces, lifecycle, _canonical = build(**SERVICE)
     assert lifecycle == _spec.LifecycleSpec(restart='no', restart_delay=1, stop_signal=signal.SIGTERM,
-                                            stop_timeout=10, init='builtin')
+                                            stop_timeout=10, init='builtin', log_max_size=10 << 20)
 
 
 @pytest.mark.parametrize('given_signal', ['SIGTERM', 'TERM', 'term', 15, '15'])
