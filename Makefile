@@ -104,11 +104,18 @@ units: venv copy
 	@scripts/run-pytest.sh $(COPY) tests/unit $(BIN)/python $(TEST_ROOT) $(PYTEST_ARGS)
 
 # Both parts run even when the first fails, so one run reports every failure; either fails the step.
+# The engine tests' failures are repeated at the end: a CI log's tail then names them.
 integration: venv apt copy collection
 	@scripts/require-root.sh 'make integration'
-	@status=0; \
-	scripts/run-pytest.sh $(COPY) tests/integration/engine $(BIN)/python $(TEST_ROOT) $(PYTEST_ARGS) || status=1; \
+	@status=0; mkdir -p $(BUILD); \
+	scripts/run-pytest.sh $(COPY) tests/integration/engine $(BIN)/python $(TEST_ROOT) $(PYTEST_ARGS) \
+		2>&1 | tee $(BUILD)/engine-tests.log; \
+	[[ $${PIPESTATUS[0]} -eq 0 ]] || status=1; \
 	scripts/run-integration-targets.sh $(COPY) $(BIN) || status=1; \
+	if [[ $$status -ne 0 ]]; then \
+		echo "==== integration: engine tests $$(tail -n 1 $(BUILD)/engine-tests.log)"; \
+		grep -E '^(FAILED|ERROR) ' $(BUILD)/engine-tests.log || true; \
+	fi; \
 	exit $$status
 
 integration-engine: venv apt copy collection

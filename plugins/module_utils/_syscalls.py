@@ -225,12 +225,6 @@ def get_pdeathsig():
     return value.value
 
 
-def set_no_new_privs():
-    """PR_SET_NO_NEW_PRIVS: from now on no exec (setuid, setgid, file capabilities) grants privileges;
-    inherited by every child and kept across exec, it cannot be unset."""
-    prctl(PR_SET_NO_NEW_PRIVS, 1)
-
-
 def no_new_privs():
     return bool(_check(_lib().prctl(ctypes.c_int(PR_GET_NO_NEW_PRIVS), ctypes.c_ulong(0), ctypes.c_ulong(0),
                                     ctypes.c_ulong(0), ctypes.c_ulong(0)), 'prctl(PR_GET_NO_NEW_PRIVS)'))
@@ -356,6 +350,8 @@ def set_dumpable(enable):
 
 
 def set_no_new_privs():
+    """PR_SET_NO_NEW_PRIVS: from now on no exec (setuid, setgid, file capabilities) grants privileges;
+    inherited by every child and kept across exec, it cannot be unset."""
     prctl3(PR_SET_NO_NEW_PRIVS, 1, what='prctl(PR_SET_NO_NEW_PRIVS)')
 
 
