@@ -247,8 +247,11 @@ def proc_status(pid):
 
 
 def read_status(path):
+    """The init's status, or None while the file is still empty: the launcher creates it and the
+    init writes its first status into it a moment later (one pwrite of a whole record)."""
     with open(path) as handle:
-        return json.load(handle)
+        text = handle.read()
+    return json.loads(text) if text.strip() else None
 
 
 def wait_for_status(path, wanted):
@@ -258,7 +261,7 @@ def wait_for_status(path, wanted):
     while time.monotonic() < deadline:
         if os.path.exists(path):
             status = read_status(path)
-            if wanted(status):
+            if status is not None and wanted(status):
                 return status
         time.sleep(0.01)
     raise AssertionError('the status in %s never matched; last: %r' % (path, status))
