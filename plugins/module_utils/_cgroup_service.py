@@ -150,12 +150,7 @@ class OneShot(object):
         return self
 
     def __exit__(self, kind, value, traceback):
-        for fd in self.driver.cgroup_fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self.driver.cgroup_fds = ()
+        _close_fds(self.driver)
         if self.cgroup is None:
             return False
         self.path = self.cgroup.path
@@ -194,12 +189,7 @@ class ServiceStart(object):
         return self
 
     def close_fds(self):
-        for fd in self.driver.cgroup_fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self.driver.cgroup_fds = ()
+        _close_fds(self.driver)
 
     def discard(self):
         self.close_fds()
@@ -208,3 +198,13 @@ class ServiceStart(object):
     @property
     def path(self):
         return self.cgroup.path if self.cgroup is not None else None
+
+
+def _close_fds(driver):
+    """Close the ``cgroup.procs`` descriptors handed to ``driver`` (the launch joined them)."""
+    for fd in driver.cgroup_fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    driver.cgroup_fds = ()
