@@ -224,20 +224,16 @@ class ServiceCgroup(object):
 
     def _enable_v2(self, hierarchy):
         wanted = sorted(c for c, h in self.places.items() if h is hierarchy or h == hierarchy)
-        mount_fd = self._open_mount(hierarchy)
-        try:
-            missing = [c for c in wanted if c not in _read_at(mount_fd, 'cgroup.subtree_control').split()]
-            if missing:
-                _write_at(mount_fd, 'cgroup.subtree_control', ' '.join('+' + c for c in missing))
-        finally:
-            os.close(mount_fd)
-        parent_fd = self._open_leaf_parent(hierarchy, create=True)
-        try:
-            missing = [c for c in wanted if c not in _read_at(parent_fd, 'cgroup.subtree_control').split()]
-            if missing:
-                _write_at(parent_fd, 'cgroup.subtree_control', ' '.join('+' + c for c in missing))
-        finally:
-            os.close(parent_fd)
+        # The root's subtree_control, then the leaf's parent's (``linuxns``): each level delegates them.
+        for opener in (lambda: self._open_mount(hierarchy),
+                       lambda: self._open_leaf_parent(hierarchy, create=True)):
+            dir_fd = opener()
+            try:
+                missing = [c for c in wanted if c not in _read_at(dir_fd, 'cgroup.subtree_control').split()]
+                if missing:
+                    _write_at(dir_fd, 'cgroup.subtree_control', ' '.join('+' + c for c in missing))
+            finally:
+                os.close(dir_fd)
 
     def _leaf_fd(self, hierarchy):
         parent_fd = self._open_leaf_parent(hierarchy)
