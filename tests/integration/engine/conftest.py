@@ -86,6 +86,16 @@ def pids_with_marker(marker):
     return found
 
 
+def host_ids(pid):
+    """``{'Uid': [real, effective, saved, fs], 'Gid': [...]}`` of ``pid`` as the host sees them."""
+    ids = {}
+    with open('/proc/%d/status' % pid) as handle:
+        for line in handle:
+            if line.startswith(('Uid:', 'Gid:')):
+                ids[line[:3]] = [int(x) for x in line.split()[1:]]
+    return ids
+
+
 def open_fd_count():
     return len(os.listdir('/proc/self/fd'))
 

@@ -26,6 +26,7 @@ from ansible_collections.linuxns.isolation.plugins.module_utils import _idrange
 from ansible_collections.linuxns.isolation.plugins.module_utils._bwrap_driver import BwrapDriver
 from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle import converge
 from ansible_collections.linuxns.isolation.plugins.module_utils._store import Store
+from conftest import host_ids
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='root leases host id blocks')
 
@@ -50,15 +51,6 @@ def _converge_all(args):
     return out
 
 
-def _host_ids(pid):
-    ids = {}
-    with open('/proc/%d/status' % pid) as handle:
-        for line in handle:
-            if line.startswith(('Uid:', 'Gid:')):
-                ids[line[:3]] = [int(x) for x in line.split()[1:]]
-    return ids
-
-
 def _run(state, names, wanted):
     chunks = [(state, names[i::WORKERS], wanted) for i in range(WORKERS)]
     ctx = multiprocessing.get_context('fork')
@@ -80,7 +72,7 @@ def test_forty_unprivileged_sandboxes_at_once():
         uid_start, _gid_start, size = _idrange.reserved_range(create=False)
         seen = {}
         for name, pid, _failed, _msg in started:
-            ids = _host_ids(pid)
+            ids = host_ids(pid)
             uid, gid = ids['Uid'][0], ids['Gid'][0]
             assert ids['Uid'] == [uid] * 4 and ids['Gid'] == [gid] * 4, (name, ids)
             assert uid_start <= uid < uid_start + size, 'sandbox %s runs as host uid %d' % (name, uid)

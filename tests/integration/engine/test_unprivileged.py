@@ -29,7 +29,7 @@ from ansible_collections.linuxns.isolation.plugins.module_utils._bwrap_driver im
 from ansible_collections.linuxns.isolation.plugins.module_utils._lifecycle import PidNamespaceDriver, converge
 from ansible_collections.linuxns.isolation.plugins.module_utils._store import Store
 
-from conftest import HANG_GUARD
+from conftest import HANG_GUARD, host_ids
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='these are root escapes')
 
@@ -130,15 +130,6 @@ def test_setuid_root_binary_does_not_give_host_root(scratch, markers, driver, ex
     assert not os.path.lexists(marker), 'a setuid-root binary gave the sandbox host root'
 
 
-def _status_ids(pid):
-    ids = {}
-    with open('/proc/%d/status' % pid) as handle:
-        for line in handle:
-            if line.startswith(('Uid:', 'Gid:')):
-                ids[line[:3]] = [int(x) for x in line.split()[1:]]
-    return ids
-
-
 @pytest.mark.parametrize('driver, extra', drivers())
 def test_service_processes_run_as_the_leased_host_ids(scratch, driver, extra):
     name = 'unpriv-%s' % scratch['token']
@@ -148,7 +139,7 @@ def test_service_processes_run_as_the_leased_host_ids(scratch, driver, extra):
     store = Store(scratch['state'])
     result = converge(params, engine, False, store)
     try:
-        ids = _status_ids(result['service_pid'])
+        ids = host_ids(result['service_pid'])
         assert ids['Uid'][0] != 0, 'the service runs as host root: %s' % ids
         allocated = getattr(engine, 'allocated_ids', None)
         assert allocated is not None, 'no host id block was leased'
@@ -165,7 +156,7 @@ def test_service_processes_run_as_the_leased_host_ids(scratch, driver, extra):
         # The block is the service's: a restart gets it back.
         again = converge(dict(params, state='restarted'), engine, False, store)
         assert engine.allocated_ids == allocated
-        assert _status_ids(again['service_pid'])['Uid'] == [uid_base] * 4
+        assert host_ids(again['service_pid'])['Uid'] == [uid_base] * 4
     finally:
         converge(dict(params, state='absent'), engine, False, store)
     leases = '/var/lib/linuxns/ids'
@@ -211,7 +202,7 @@ def test_privileged_keeps_host_root(scratch):
     store = Store(scratch['state'])
     result = converge(params, engine, False, store)
     try:
-        assert _status_ids(result['service_pid'])['Uid'] == [0, 0, 0, 0]
+        assert host_ids(result['service_pid'])['Uid'] == [0, 0, 0, 0]
         assert engine.allocated_ids is None
     finally:
         converge(dict(params, state='absent'), engine, False, store)
