@@ -431,15 +431,18 @@ def _release_cgroups(service_plan, store):
     """Remove the cgroup of a service that no longer runs (the record's, or for a damaged record the
     one its name gives); a stopped service's record keeps no cgroup path."""
     record, actions = service_plan.record, service_plan.actions
-    if record is not None and getattr(record, 'cgroup', None) and (
-            'stop' in actions or 'remove' in actions or 'start' in actions):
-        from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
+    leaves = record is not None and getattr(record, 'cgroup', None) and (
+        'stop' in actions or 'remove' in actions or 'start' in actions)
+    by_name = 'remove' in actions and service_plan.damaged
+    if not (leaves or by_name):
+        return  # no cgroup to remove: _cgroup_service is not even imported
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
+    if leaves:
         _cgroup_service.release(record)
         record.cgroup = None
         if 'remove' not in actions and 'start' not in actions:
             store.write(record)
-    if 'remove' in actions and service_plan.damaged:
-        from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
+    if by_name:
         _cgroup_service.release_name(store, service_plan.name)
 
 
@@ -678,13 +681,12 @@ def launch_service(params, driver, store, name, canonical, launch, desired_hash,
         # Written before verification: a module killed from here on leaves a findable service;
         # one killed before it leaves none (the init stops a service that was never committed).
         store.write(record)
-        first_moment = _FirstMoment(store, record, driver, started, log_path, log_offset, keep_log,
-                                    getattr(launch, 'lifecycle', None))
+        first_moment = pending.first_moment = _FirstMoment(store, record, driver, started, log_path, log_offset,
+                                                           keep_log, getattr(launch, 'lifecycle', None))
         if getattr(started, 'commit', None) is not None:
             first_moment.watch.pin()  # before the command may run (and end)
             record = pending.record = first_moment.watch.record = first_moment.record = _committed(
                 store, record, started.commit())
-        pending.first_moment = first_moment
         first_moment.watch.begin()
         first_moment.raise_if_dead()
         try:
@@ -697,8 +699,6 @@ def launch_service(params, driver, store, name, canonical, launch, desired_hash,
     except BaseException as exc:
         if started is not None and isinstance(exc, LinuxnsError):
             exc.changed = True  # something ran and was stopped again
-        if first_moment is not None:
-            pending.first_moment = first_moment
         pending.discard()
         pending.finish()
         raise
