@@ -41,6 +41,14 @@ options:
       - "C(cpu_max): CPU time the service may use, in CPUs, a positive number (V(0.5) is half of one CPU, V(2)
         two CPUs); at least V(0.01). Written as a CFS quota per 100 ms period: C(cpu.max) (v2) or C(cpu.cfs_quota_us)
         and C(cpu.cfs_period_us) (v1)."
+      - Under O(supervisor=systemd) the limits are the unit's C(MemoryMax=), C(TasksMax=) and C(CPUQuota=), and the
+        unit's cgroup holds them; the engine makes no cgroup of its own. The runtime is one process of that cgroup, so
+        C(TasksMax=) is O(resources) C(pids_max) + 1, and its memory (about 10 MiB) counts against C(memory_max).
+        systemd accepts limits it cannot write (a controller whose hierarchy is mounted read-only, as inside
+        C(systemd-nspawn) on a host with cgroup v1 controllers), so the module checks the hierarchy first and fails
+        before anything changes. After a start or a live change it reads the limits back from the kernel and fails
+        when one is not in force. A change of O(resources) alone applies live (C(systemctl set-property --runtime),
+        the unit file holding the new limits for the next start).
       - Any other key fails the task, naming it.
     type: dict
 '''

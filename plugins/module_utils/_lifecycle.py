@@ -309,7 +309,9 @@ def converge(module_params, driver, check_mode, store=None):
     host = HostChecks(check_mode)
     if not detach and state != 'absent':
         canonical, launch = driver.build(params, host=host)
-        return _missing_on_host(host, _one_shot(params, driver, canonical, launch, check_mode))
+        result = _one_shot(params, driver, canonical, launch, check_mode)
+        result.update(supervisor='engine', unit=None, enabled=False)
+        return _missing_on_host(host, result)
     if store is None:
         from ansible_collections.linuxns.isolation.plugins.module_utils._store import Store
         store = Store(params.get('state_dir'))
@@ -320,13 +322,35 @@ def converge(module_params, driver, check_mode, store=None):
     if state in ('started', 'restarted'):
         canonical, launch = driver.build(params, host=host)
     desired_hash = _spec.spec_hash(canonical) if canonical is not None else None
+    supervision = _supervision(params, store, name, state)
+    if supervision.supervisor == 'systemd' or supervision.recorded == 'systemd':
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _systemd_converge
+        return _missing_on_host(host, _systemd_converge.converge(
+            params, driver, check_mode, store, name, state, canonical, launch, desired_hash, supervision))
     if canonical is not None and params.get('resources'):
         # A limit that cannot be in force fails here, before anything changes (check mode too).
         from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
         _cgroup_service.check(params, store, name)
+    result = _converge_engine(params, driver, check_mode, store, name, state, canonical, launch, desired_hash)
+    result.update(supervisor='engine', unit=None, enabled=False)
+    if supervision.warning:
+        result.setdefault('warnings_on_host', []).append(supervision.warning)
+    return _missing_on_host(host, result)
+
+
+def _supervision(params, store, name, state):
+    """Which supervisor this task's service gets (``_systemd_resolve``); on a host not booted with
+    systemd nothing recorded is even looked at."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _systemd_resolve
+    from ansible_collections.linuxns.isolation.plugins.module_utils._store import default_state_dir
+    booted = _systemd_resolve.host_booted_with_systemd()
+    recorded = _systemd_resolve.recorded(store, name) if booted else None
+    return _systemd_resolve.resolve(params, state, recorded, default_state_dir(), booted=booted)
+
+
+def _converge_engine(params, driver, check_mode, store, name, state, canonical, launch, desired_hash):
     if check_mode:
-        return _missing_on_host(host, _converge_service(params, driver, store, name, state, canonical, launch,
-                                                        desired_hash, True))
+        return _converge_service(params, driver, store, name, state, canonical, launch, desired_hash, True)
     if state in ('stopped', 'absent') and not os.path.lexists(store.record_path(name)):
         # Nothing to stop or forget: do not even create the state directory for a lock.
         return _converge_service(params, driver, store, name, state, canonical, launch, desired_hash, True)

@@ -47,6 +47,7 @@ NAMESPACE_TYPES = ('pid', 'mount', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time'
 DEFAULT_NAMESPACES = ('mount', 'pid')
 STATES = ('started', 'stopped', 'absent', 'restarted')
 RESTART_POLICIES = ('no', 'on-failure', 'always')
+SUPERVISORS = ('auto', 'systemd', 'engine')
 PROPAGATIONS = ('private', 'slave', 'shared', 'unchanged')
 INITS = ('builtin', 'tini', 'none')
 SETGROUPS = ('allow', 'deny')
@@ -599,6 +600,10 @@ LIFECYCLE_OPTIONS = (
     # Not hashed: a change applies live to the service's cgroup (_cgroup_service).
     # Its keys are checked by _resources (errors name resources.KEY), not by Ansible's suboptions.
     Option('resources', 'dict', normalise=_resources.normalise, hashed=False),
+    # Not hashed: who supervises the service and whether it starts at boot (_systemd_resolve).
+    Option('supervisor', default='auto', choices=SUPERVISORS, normalise=_choice('supervisor', SUPERVISORS),
+           hashed=False),
+    Option('enabled', 'bool', normalise=_bool('enabled'), hashed=False),
 )
 
 
@@ -868,7 +873,8 @@ pid_namespace_spec = namespace_spec
 
 # What state stopped and state absent read of a task: the rest describes a service to start, and
 # may no longer hold by teardown time (a bind source removed, a user deleted, a netns gone).
-STOP_OPTIONS = ('name', 'state', 'detach', 'state_dir', 'stop_signal', 'stop_timeout', 'owner')
+STOP_OPTIONS = ('name', 'state', 'detach', 'state_dir', 'stop_signal', 'stop_timeout', 'owner', 'supervisor',
+                'enabled')
 
 
 def _refuse_privileged_maps(option, ranges):
@@ -930,12 +936,12 @@ def validate_lifecycle(params):
             raise SpecError('timeout', params['timeout'], 'only applies to detach: false',
                             'remove timeout (use stop_timeout for services) or set detach: false')
     else:
-        for option in ('log_path', 'log_max_size'):
+        for option in ('log_path', 'log_max_size', 'enabled'):
             if params.get(option) is not None:
                 raise SpecError(option, params[option], 'only applies to detach: true',
                                 'remove %s; a one-shot returns stdout and stderr' % option)
     for option in ('chdir', 'log_path', 'log_max_size', 'state_dir', 'timeout', 'creates', 'removes', 'owner',
-                   'resources'):
+                   'resources', 'supervisor', 'enabled'):
         _value(params, option)
     return name, state, detach
 

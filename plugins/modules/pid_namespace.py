@@ -26,6 +26,7 @@ description:
 extends_documentation_fragment:
   - linuxns.isolation.lifecycle
   - linuxns.isolation.resources
+  - linuxns.isolation.supervision
   - linuxns.isolation.attributes
 options:
   namespaces:
@@ -399,6 +400,22 @@ cgroup:
   returned: always
   type: str
   sample: /linuxns/web
+supervisor:
+  description:
+    - Who supervises the service, V(systemd) or V(engine) (see O(supervisor)); for a one-shot, V(engine).
+  returned: always
+  type: str
+  sample: systemd
+unit:
+  description: The systemd unit of the service (C(linuxns-NAME.service)); null under the engine and once absent.
+  returned: always
+  type: str
+  sample: linuxns-web.service
+enabled:
+  description: Whether the unit starts at boot; always false under the engine.
+  returned: always
+  type: bool
+  sample: true
 resources:
   description:
     - The limits in force, read back from the kernel (in the units of O(resources); memory in bytes, rounded to pages

@@ -22,6 +22,8 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.linuxns.isolation.plugins.doc_fragments.lifecycle import ModuleDocFragment
 from ansible_collections.linuxns.isolation.plugins.doc_fragments.resources import (
     ModuleDocFragment as ResourcesDocFragment)
+from ansible_collections.linuxns.isolation.plugins.doc_fragments.supervision import (
+    ModuleDocFragment as SupervisionDocFragment)
 from ansible_collections.linuxns.isolation.plugins.module_utils import _spec
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import SpecError
 
@@ -388,6 +390,7 @@ def test_lifecycle_doc_fragment_documents_every_option_as_declared():
     documented = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['options']
     # resources is declared with the lifecycle options and documented in a fragment of its own.
     documented.update(yaml.safe_load(ResourcesDocFragment.DOCUMENTATION)['options'])
+    documented.update(yaml.safe_load(SupervisionDocFragment.DOCUMENTATION)['options'])
     declared = _spec.lifecycle_argument_spec()
     assert set(documented) == set(declared)
     for name, spec in declared.items():
