@@ -21,7 +21,7 @@ import os
 from ansible_collections.linuxns.isolation.plugins.module_utils import _audit_judge as judge_mod
 from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
 from ansible_collections.linuxns.isolation.plugins.module_utils._audit_probe import ProbeError, probe
-from ansible_collections.linuxns.isolation.plugins.module_utils._errors import LinuxnsError, StoreError, TargetError
+from ansible_collections.linuxns.isolation.plugins.module_utils._errors import StoreError, TargetError
 from ansible_collections.linuxns.isolation.plugins.module_utils._facts import host_service_pid
 
 # Where a sandbox must not write unless its spec gives it the path (the state dir is added).
@@ -196,14 +196,9 @@ def audit_service(store, record, scan, host_links, host_pids, timeout):
         'foreign_count': len([n for n in visible if n not in inside_numbers]),
     }
     findings = judge_mod.judge(facts)
-    cgroup = resources = None
-    if getattr(record, 'cgroup', None):
-        # The limits in force, read from the kernel (the service's own cgroup, resources option).
-        from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
-        try:
-            cgroup, resources = _cgroup_service.in_force(record)
-        except LinuxnsError:
-            cgroup = record.cgroup
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _supervision_facts
+    supervision = _supervision_facts.of(record, True)
+    cgroup, resources = supervision['cgroup'], supervision['resources']
     capable = 0
     for process in workload:
         if process['host_userns']:
@@ -238,6 +233,9 @@ def audit_service(store, record, scan, host_links, host_pids, timeout):
                            seccomp=judge_mod.SECCOMP_MODES.get(p['seccomp'], str(p['seccomp'])))
                       for p in processes],
         'probe_error': probe_error,
+        'supervisor': supervision['supervisor'],
+        'unit': supervision['unit'],
+        'enabled': supervision['enabled'],
         'cgroup': cgroup,
         'resources': resources,
         'findings': findings,

@@ -16,7 +16,6 @@ __metaclass__ = type
 import os
 
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import (
-    LinuxnsError,
     StoreError,
     TargetError,
 )
@@ -77,14 +76,9 @@ def service_fact(name, record, alive, status, service_pid=None, own=None):
     spec = getattr(record, 'spec', None)
     join = spec.get('join') if isinstance(spec, dict) else None
     isolated, joined = isolation(namespaces, own or {}, join if isinstance(join, dict) else ())
-    cgroup = resources = None
-    if alive and getattr(record, 'cgroup', None):
-        from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
-        try:
-            cgroup, resources = _cgroup_service.in_force(record)
-        except LinuxnsError:
-            cgroup, resources = record.cgroup, None
-    return {
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _supervision_facts
+    supervision = _supervision_facts.of(record, alive)
+    return dict(supervision, **{
         'name': name,
         'module': getattr(record, 'module', None),
         'alive': bool(alive),
@@ -102,9 +96,7 @@ def service_fact(name, record, alive, status, service_pid=None, own=None):
         'namespaces': namespaces,
         'isolated': isolated,
         'joined': joined,
-        'cgroup': cgroup,
-        'resources': resources,
-    }
+    })
 
 
 def _state(alive, status):

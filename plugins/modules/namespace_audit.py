@@ -188,8 +188,18 @@ services:
       description: Host paths of the probed list the service can write and was not given.
       type: list
       elements: str
+    supervisor:
+      description: V(systemd) or V(engine) (O(linuxns.isolation.pid_namespace#module:supervisor)).
+      type: str
+    unit:
+      description: Its systemd unit, or null under the engine.
+      type: str
+    enabled:
+      description: Whether its unit starts at boot.
+      type: bool
     cgroup:
       description: Path of the service's own cgroup (its O(linuxns.isolation.pid_namespace#module:resources)), or null.
+        Under systemd, the cgroup of its unit.
       type: str
     resources:
       description: The limits in force in that cgroup, read from the kernel (null for no limit), or null without one.

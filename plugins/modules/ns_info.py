@@ -174,10 +174,22 @@ services:
     owner:
       description: The O(linuxns.isolation.pid_namespace#module:owner) label recorded with it, or null.
       type: str
+    supervisor:
+      description: V(systemd) (a unit) or V(engine) (O(linuxns.isolation.pid_namespace#module:supervisor)).
+      type: str
+      sample: systemd
+    unit:
+      description: The service's systemd unit, C(linuxns-NAME.service); null under the engine.
+      type: str
+      sample: linuxns-web.service
+    enabled:
+      description: Whether its unit starts at boot (the link C(systemctl enable) made exists); false under the engine.
+      type: bool
     cgroup:
       description:
         - Path of the service's own cgroup (O(linuxns.isolation.pid_namespace#module:resources)) in each hierarchy
           that holds one of its controllers, as C(/proc/PID/cgroup) shows it; null when it has none or is not alive.
+        - Under systemd, the cgroup of its unit.
       type: str
       sample: /linuxns/web
     resources:
