@@ -271,7 +271,7 @@ def run(name, services_dir=_systemd_spec.SERVICES_DIR):
     except (LinuxnsError, OSError) as exc:
         text = '%s' % (exc,)
         _say('service %s did not start: %s' % (name, text))
-        if not runtime.params.get('log_path'):
+        if not runtime.params.get('log_path') and 'journalctl' not in text:
             _say('its output is in the journal: see journalctl -u %s' % runtime.unit)
         return 1
     try:
