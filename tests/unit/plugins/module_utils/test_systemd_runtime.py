@@ -114,3 +114,24 @@ def test_installed_copy_imports_alone(runtime_dir):
             'print(s.__file__)' % entry)
     out = subprocess.run([sys.executable, '-I', '-B', '-c', code], cwd='/', stdout=subprocess.PIPE, timeout=60)
     assert out.stdout.decode().strip().startswith(os.path.dirname(entry))
+
+
+def test_version_is_the_same_from_a_zip(tmp_path):
+    """Loaded from an AnsiballZ-like zip, the files are read through the zip: same version."""
+    import zipfile
+    package_dir = os.path.dirname(_systemd_runtime.__file__)
+    archive = str(tmp_path / 'module.zip')
+    with zipfile.ZipFile(archive, 'w') as zipped:
+        for depth in range(1, 6):
+            zipped.writestr('/'.join(PACKAGE_DIR.split(os.sep)[:depth] + ['__init__.py']), '')
+        for name in os.listdir(package_dir):
+            if name.endswith('.py') and name != '__init__.py':
+                zipped.write(os.path.join(package_dir, name), '/'.join(PACKAGE_DIR.split(os.sep) + [name]))
+    code = ('import sys; sys.path.insert(0, %r);'
+            'from ansible_collections.linuxns.isolation.plugins.module_utils import _systemd_runtime as r;'
+            'import zipimport; assert isinstance(sys.modules[r.PACKAGE].__loader__, zipimport.zipimporter);'
+            'print(r.version())' % archive)
+    out = subprocess.run([sys.executable, '-I', '-B', '-c', code], cwd='/', stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.decode().strip() == _systemd_runtime.version()
