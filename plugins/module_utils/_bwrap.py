@@ -1347,13 +1347,16 @@ def service_pid(child_pid, bwrap_exe, as_pid_1):
 
 
 def _tail(path, offset, limit=4000):
+    if path is None:
+        from ansible_collections.linuxns.isolation.plugins.module_utils._launcher import INHERITED_OUTPUT
+        return INHERITED_OUTPUT
     from ansible_collections.linuxns.isolation.plugins.module_utils import _logcap
     return (_logcap.tail(path, offset, limit) or b'').decode('utf-8', 'replace')
 
 
 def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_path=None,
                    ready_timeout=30.0, process=None, commit=False, userns_fd=None, pass_fds=None, alive_fd=None,
-                   cgroup_fds=(), log_max_size=None):
+                   cgroup_fds=(), log_max_size=None, inherit_output=False):
     """Start the sandbox in the background; returns :class:`Started` once the command runs.
 
     bwrap gets a new session, stdin ``/dev/null``, stdout+stderr appended to
@@ -1388,11 +1391,16 @@ def start_detached(spec, version, log_path, status_path=None, env=None, bwrap_pa
     opened.extend(data.values())
     release_fd = guard = None
     try:
-        try:
-            log_fd, offset = _logcap.open_output(
-                log_path, _logcap.DEFAULT_MAX_SIZE if log_max_size is None else log_max_size)
-        except _safeio.UnsafePath as exc:
-            raise StartError('cannot use the log file: %s' % exc)
+        if inherit_output:
+            # stdout and stderr are this process's stdout (log_path None): the systemd runtime's journal.
+            from ansible_collections.linuxns.isolation.plugins.module_utils._launcher import output_fd
+            log_fd, offset = output_fd(None, inherit_output=True), 0
+        else:
+            try:
+                log_fd, offset = _logcap.open_output(
+                    log_path, _logcap.DEFAULT_MAX_SIZE if log_max_size is None else log_max_size)
+            except _safeio.UnsafePath as exc:
+                raise StartError('cannot use the log file: %s' % exc)
         opened.append(log_fd)
         if status_path:
             try:

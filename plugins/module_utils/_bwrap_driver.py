@@ -464,7 +464,7 @@ class BwrapDriver(Driver):
                 _idrange.release(identity.holder)
             raise
 
-    def start(self, launch, log_path, status_path, alive_fd=None):
+    def start(self, launch, log_path, status_path, alive_fd=None, inherit_output=False):
         process, userns_fd = self._identity(launch)
         supervised = launch.lifecycle.restart != 'no'
         status_fd = None
@@ -481,7 +481,8 @@ class BwrapDriver(Driver):
                                             bwrap_path=launch.bwrap_path, process=process, commit=True,
                                             userns_fd=userns_fd, alive_fd=alive_fd, cgroup_fds=self.cgroup_fds,
                                             pass_fds={INIT_STATUS_FD: status_fd} if supervised else None,
-                                            log_max_size=launch.lifecycle.log_max_size)
+                                            log_max_size=launch.lifecycle.log_max_size,
+                                            inherit_output=inherit_output)
         finally:
             for fd in (userns_fd, status_fd):
                 if fd is not None:

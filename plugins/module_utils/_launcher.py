@@ -532,7 +532,12 @@ def run_oneshot(process, namespaces, lifecycle, timeout=None, stdin=None, cgroup
     return RunResult(session.exit_code(), stdout, stderr, session.pid1, session.timed_out)
 
 
+INHERITED_OUTPUT = "(the service's output went to the standard output of its starter, e.g. the journal)"
+
+
 def _log_tail(log_path, size=2000):
+    if log_path is None:
+        return INHERITED_OUTPUT
     from ansible_collections.linuxns.isolation.plugins.module_utils import _logcap
     return (_logcap.tail(log_path, 0, size) or b'').decode('utf-8', 'replace')
 
@@ -579,17 +584,34 @@ def _commit_once(commit_w, find_service=None):
     return commit
 
 
-def _open_service_files(log_path, status_path, log_max_size=None):
-    """The service's output (the log, appended to, created 0600; never through a planted link,
-    FIFO or foreign file; through the size-capping reader of ``_logcap`` unless ``log_max_size`` is
-    0) and the builtin init's status file (root's, rewritten by the init through this
-    descriptor; None without a ``status_path``)."""
+def output_fd(log_path, log_max_size=None, inherit_output=False):
+    """The descriptor the service gets as stdout and stderr (the caller closes it): with
+    ``inherit_output``, a copy of this process's stdout (``log_path`` must be None: the systemd runtime,
+    whose stdout is the journal); else the log, appended to, created 0600, never through a planted
+    link, FIFO or foreign file, through the size-capping reader of ``_logcap`` unless
+    ``log_max_size`` is 0."""
+    import fcntl
     from ansible_collections.linuxns.isolation.plugins.module_utils import _logcap, _safeio
+    if inherit_output:
+        if log_path is not None:
+            raise ValueError('inherit_output takes no log_path')
+        try:
+            return fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 3)
+        except OSError as exc:
+            raise StartError('cannot pass on the standard output to the service: %s' % exc.strerror)
     try:
         log_fd, _offset = _logcap.open_output(
             log_path, _logcap.DEFAULT_MAX_SIZE if log_max_size is None else log_max_size)
     except _safeio.UnsafePath as exc:
         raise StartError('cannot use the log file: %s' % exc)
+    return log_fd
+
+
+def _open_service_files(log_path, status_path, log_max_size=None, inherit_output=False):
+    """The service's output (``output_fd``) and the builtin init's status file (root's, rewritten by
+    the init through this descriptor; None without a ``status_path``)."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio
+    log_fd = output_fd(log_path, log_max_size, inherit_output)
     if status_path is None:
         return log_fd, None
     try:
@@ -601,7 +623,7 @@ def _open_service_files(log_path, status_path, log_max_size=None):
 
 
 def start_detached(process, namespaces, lifecycle, log_path, status_path, commit=False, alive_fd=None,
-                   cgroup_fds=()):
+                   cgroup_fds=(), inherit_output=False):
     """Start ``process`` as a background service in new namespaces; returns ``Started`` once
     the namespaces exist and the service was exec'd. ``pid`` is the host PID of the new PID
     namespace's PID 1, ``service_pid`` that of the user's process.
@@ -614,13 +636,15 @@ def start_detached(process, namespaces, lifecycle, log_path, status_path, commit
     until ``commit()`` returns it.
 
     ``alive_fd`` (see ``_alive``): PID 1 holds it for its whole life (the builtin init keeps it
-    from the service; with tini or none the exec'd PID 1 inherits it)."""
+    from the service; with tini or none the exec'd PID 1 inherits it).
+
+    ``inherit_output``: the service writes to this process's stdout (``log_path`` None)."""
     from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
     setup = _setup_for(namespaces)
     tini_path = _tini_path(lifecycle)
     builtin = (_field(lifecycle, 'init', 'builtin') or 'builtin') == 'builtin'
     log_fd, status_fd = _open_service_files(log_path, status_path if builtin else None,
-                                            _field(lifecycle, 'log_max_size'))
+                                            _field(lifecycle, 'log_max_size'), inherit_output)
     commit_r, commit_w = _pipe() if commit else (None, None)
     init_payload = _builtin_init_payload(process, lifecycle, status_fd, commit_r, alive_fd) if builtin else None
     null_fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)

@@ -61,9 +61,11 @@ class Driver(object):
         """
         raise NotImplementedError
 
-    def start(self, launch, log_path, status_path, alive_fd=None):
+    def start(self, launch, log_path, status_path, alive_fd=None, inherit_output=False):
         """Start the service detached; return an object with the fields of ``_launcher.Started``.
-        ``alive_fd``: the service's lock (``_alive``), for its PID 1 to hold for its whole life."""
+        ``alive_fd``: the service's lock (``_alive``), for its PID 1 to hold for its whole life.
+        ``inherit_output``: the service's stdout and stderr are this process's stdout (``log_path``
+        None; the systemd runtime, whose stdout is the journal)."""
         raise NotImplementedError
 
     def run_oneshot(self, launch, timeout, stdin=None):
@@ -144,11 +146,11 @@ class PidNamespaceDriver(Driver):
         self.allocated_ids = block.as_record()
         return with_id_block(launch.namespaces, block)
 
-    def start(self, launch, log_path, status_path, alive_fd=None):
+    def start(self, launch, log_path, status_path, alive_fd=None, inherit_output=False):
         from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher
         return _launcher.start_detached(launch.process, self._namespaces(launch), launch.lifecycle,
                                         log_path, status_path, commit=True, alive_fd=alive_fd,
-                                        cgroup_fds=self.cgroup_fds)
+                                        cgroup_fds=self.cgroup_fds, inherit_output=inherit_output)
 
     def run_oneshot(self, launch, timeout, stdin=None):
         from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher
@@ -662,25 +664,33 @@ class PendingStart(object):
         self.driver.start_done()
 
 
-def launch_service(params, driver, store, name, canonical, launch, desired_hash, owner=None):
+def launch_service(params, driver, store, name, canonical, launch, desired_hash, owner=None,
+                   supervisor=None, unit=None, inherit_output=False):
     """Start service ``name`` detached, record it and verify its isolation; do not wait for its start
-    window: return a ``PendingStart`` for ``watch``. A failure here leaves nothing behind and raises."""
+    window: return a ``PendingStart`` for ``watch``. A failure here leaves nothing behind and raises.
+
+    ``supervisor``/``unit``: recorded (the systemd runtime passes 'systemd' and its unit).
+    ``inherit_output``: the service writes to this process's stdout instead of a log (the systemd
+    runtime without ``log_path``: the journal); the record's ``log_path`` is then None."""
     from ansible_collections.linuxns.isolation.plugins.module_utils import _alive
     from ansible_collections.linuxns.isolation.plugins.module_utils._store import Record
     store.ensure_dir()
-    log_path = _spec.OPTIONS['log_path'].normalise(params['log_path']) if params.get('log_path') \
-        else store.log_path(name)
+    if inherit_output:
+        log_path = None
+    else:
+        log_path = _spec.OPTIONS['log_path'].normalise(params['log_path']) if params.get('log_path') \
+            else store.log_path(name)
     status_path = store.status_path(name)
     # A stale status file ('exited' from the last run) would read as an immediate death.
     _unlink(status_path)
     from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio
-    log_existed = os.path.lexists(log_path)
-    log_offset = _safeio.size_of(log_path)
+    log_existed = log_path is not None and os.path.lexists(log_path)
+    log_offset = _safeio.size_of(log_path) if log_path is not None else 0
     # The default log goes with the record; a log_path the user named and that held
     # earlier output stays theirs.
     keep_log = log_existed and log_path != store.log_path(name)
     files = (store.record_path(name), status_path, _alive.alive_path(store, name))
-    own_files = () if keep_log else (log_path, log_path + '.1')
+    own_files = () if keep_log or log_path is None else (log_path, log_path + '.1')
     record = started = first_moment = None
     alive_fd = _alive.create(store, name)
     from ansible_collections.linuxns.isolation.plugins.module_utils import _logcap
@@ -693,14 +703,17 @@ def launch_service(params, driver, store, name, canonical, launch, desired_hash,
             pending.cgroup = _cgroup_service.ServiceStart(params, store, name, driver).open()
         cgroup = pending.cgroup
         # The service's PID 1 holds alive_fd (its lock) for its life; this copy closes in finish().
-        started = driver.start(launch, log_path, status_path, alive_fd=alive_fd)
+        if inherit_output:
+            started = driver.start(launch, None, status_path, alive_fd=alive_fd, inherit_output=True)
+        else:
+            started = driver.start(launch, log_path, status_path, alive_fd=alive_fd)
         record = Record(
             name, module=driver.module, spec=canonical, spec_hash=desired_hash, pid=started.pid,
             start_time=started.start_time, pidns_inode=started.pidns_inode,
             service_pid=started.service_pid, started_at=_now(), log_path=log_path,
             namespaces=dict(started.namespaces or {}), owner=owner, ids=driver.allocated_ids,
             resources=cgroup.limits if cgroup is not None else None,
-            cgroup=cgroup.path if cgroup is not None else None)
+            cgroup=cgroup.path if cgroup is not None else None, supervisor=supervisor, unit=unit)
         pending.record = record
         # Written before verification: a module killed from here on leaves a findable service;
         # one killed before it leaves none (the init stops a service that was never committed).
@@ -831,16 +844,24 @@ class _FirstMoment(object):
         """Raise the start's failure for an EXITED ``verdict``."""
         if verdict.outcome != 'exited':
             return
-        tail = log_tail(self.log_path, self.log_offset)
-        # A failed start removes the default log with the record: quote it, never point at it.
-        where = ('the last %d lines of %s' % (LOG_TAIL_LINES, self.log_path) if self.keep_log
-                 else 'its last %d lines of output (its log is removed with it)' % LOG_TAIL_LINES)
+        unit = getattr(self.record, 'unit', None)
+        if self.log_path is None:
+            # The output went to the starter's stdout: the unit's journal.
+            tail = ''
+            where = ('its output is in the journal: see journalctl -u %s' % unit if unit
+                     else 'its output went to the standard output of its starter')
+        else:
+            tail = log_tail(self.log_path, self.log_offset)
+            # A failed start removes the default log with the record: quote it, never point at it.
+            where = ('the last %d lines of %s' % (LOG_TAIL_LINES, self.log_path) if self.keep_log
+                     else 'its last %d lines of output (its log is removed with it)' % LOG_TAIL_LINES)
         spec = self.record.spec if isinstance(self.record.spec, dict) else {}
         restart = spec.get('restart', 'no')
         policy = ('; restart: %s does not make that a start: the service was stopped and removed' % restart
                   if restart != 'no' else '')
-        raise StartError("service '%s' %s within its first moment (the start window of %.1f s%s); %s:\n%s"
-                         % (self.record.name, verdict.exit_text, self.watch.window, policy, where, tail))
+        raise StartError("service '%s' %s within its first moment (the start window of %.1f s%s); %s%s"
+                         % (self.record.name, verdict.exit_text, self.watch.window, policy, where,
+                            ':\n' + tail if self.log_path is not None else ''))
 
 
 def log_tail(log_path, offset=0, lines=LOG_TAIL_LINES):

@@ -371,7 +371,10 @@ def flush(log_path):
 
 def tail(log_path, offset=0, limit=64 * 1024):
     """The last ``limit`` bytes written to ``log_path`` after byte ``offset``, across a rotation
-    into ``<log>.1``; None when there is no log (never follows a link, see ``_safeio.tail``)."""
+    into ``<log>.1``; None when there is no log (never follows a link, see ``_safeio.tail``), also
+    for a service whose output is not in a file (``log_path`` None)."""
+    if log_path is None:
+        return None
     from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio
     flush(log_path)
     size = _safeio.size_of(log_path)

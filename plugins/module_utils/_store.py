@@ -35,14 +35,15 @@ from ansible_collections.linuxns.isolation.plugins.module_utils._syscalls import
 RECORD_FIELDS = (
     'name', 'module', 'spec', 'spec_hash', 'pid', 'start_time', 'pidns_inode',
     'service_pid', 'started_at', 'log_path', 'namespaces', 'version', 'owner', 'ids',
-    'resources', 'cgroup',
+    'resources', 'cgroup', 'supervisor', 'unit',
 )
 # Behaviour version of the engine: raised when a default that changes how a service runs (its
 # privileges, its init) changes, so that a service started under older defaults is restarted
 # once by its next converge. 1: before "secure by default"; 2: unprivileged by default.
 BEHAVIOUR_VERSION = 2
 # Fields that records written before they existed lack, with the value such a record means.
-_LEGACY_DEFAULTS = {'version': 1, 'owner': None, 'ids': None, 'resources': None, 'cgroup': None}
+_LEGACY_DEFAULTS = {'version': 1, 'owner': None, 'ids': None, 'resources': None, 'cgroup': None,
+                    'supervisor': None, 'unit': None}
 _INT_FIELDS = ('pid', 'start_time', 'pidns_inode')
 _STATE_DIR_FIX = "set the option 'state_dir' to a writable directory on a read-write file system"
 # After SIGKILL a process normally goes at once; this only guards against a hang
@@ -66,7 +67,8 @@ class Record(object):
 
     def __init__(self, name, module=None, spec=None, spec_hash=None, pid=None, start_time=None,
                  pidns_inode=None, service_pid=None, started_at=None, log_path=None, namespaces=None,
-                 version=BEHAVIOUR_VERSION, owner=None, ids=None, resources=None, cgroup=None):
+                 version=BEHAVIOUR_VERSION, owner=None, ids=None, resources=None, cgroup=None,
+                 supervisor=None, unit=None):
         self.name = name
         self.module = module
         self.spec = spec
@@ -85,6 +87,10 @@ class Record(object):
         # cgroup (``/linuxns/LEAF`` in each hierarchy that holds one of its controllers).
         self.resources = resources
         self.cgroup = cgroup
+        # 'systemd' with the unit (``linuxns-NAME.service``) whose runtime started it; None: the
+        # engine (and every record written before supervisors existed).
+        self.supervisor = supervisor
+        self.unit = unit
 
     def to_dict(self):
         return dict((field, getattr(self, field)) for field in RECORD_FIELDS)
@@ -364,7 +370,7 @@ class Store(object):
         wrong = [field for field in _INT_FIELDS + ('version',) if field in data
                  and (not isinstance(data[field], int) or isinstance(data[field], bool))]
         wrong += [field for field, kind in (('owner', str), ('ids', dict), ('module', str), ('resources', dict),
-                                            ('cgroup', str))
+                                            ('cgroup', str), ('supervisor', str), ('unit', str))
                   if data.get(field) is not None and not isinstance(data[field], kind)]
         if wrong:
             raise StoreError('record %s has a malformed %s%s' % (path, ', '.join(wrong), fix))
