@@ -57,12 +57,9 @@ def _read_unit(name):
 
 
 def _read_spec(name, module):
-    try:
-        data = _systemd_spec.read(name)
-    except FileNotFoundError:
+    if not os.path.lexists(_systemd_spec.spec_path(name)):
         return None
-    if data is None:
-        return None
+    data = _systemd_spec.read(name)
     if data.get('module') != module:
         raise StoreError("service '%s' was started by linuxns.isolation.%s under systemd; %s does not manage it. "
                          "Use %s to change, stop or remove it (state: absent), or give this task another name"
@@ -174,7 +171,7 @@ def _diff(driver, name, state, record, live, actions, canonical, unit_before, un
 
 
 def apply(service_plan, params, driver, store):
-    """Carry out the plan's actions (a real run, under the name's lock); return the record after them."""
+    """Carry out the plan's actions but the start (a real run, under the name's lock): ``run_unit`` follows."""
     name, unit, actions = service_plan.name, service_plan.unit, service_plan.actions
     if 'install' in actions:
         _systemd_runtime.install()
@@ -195,13 +192,6 @@ def apply(service_plan, params, driver, store):
         _systemd_host.enable(unit)
     if 'limit' in actions:
         _systemd_host.set_properties(unit, _systemd_unit.properties(service_plan.limits))
-    if 'start' in actions or 'restart' in actions:
-        _systemd_host.reset_failed(unit)
-        try:
-            (_systemd_host.restart if 'restart' in actions else _systemd_host.start)(unit)
-        except LinuxnsError as exc:
-            exc.changed = True
-            raise
     if 'remove' in actions:
         from ansible_collections.linuxns.isolation.plugins.module_utils import _alive
         store.remove(name)
@@ -210,9 +200,22 @@ def apply(service_plan, params, driver, store):
         _systemd_host.reset_failed(unit)
     if 'remove_unit' in actions or 'install' in actions:
         _collect_runtimes()
+
+
+def run_unit(service_plan, store):
+    """The plan's start or restart, then the record after it. Called without the name's lock: the
+    runtime takes it while it launches, and ``systemctl start`` waits for its READY=1."""
+    unit, actions = service_plan.unit, service_plan.actions
+    if 'start' in actions or 'restart' in actions:
+        _systemd_host.reset_failed(unit)
+        try:
+            (_systemd_host.restart if 'restart' in actions else _systemd_host.start)(unit)
+        except LinuxnsError as exc:
+            exc.changed = True
+            raise
     if service_plan.state in ('started', 'restarted'):
         try:
-            return store.read(name)
+            return store.read(service_plan.name)
         except (StoreError, OSError):
             return None
     return service_plan.record

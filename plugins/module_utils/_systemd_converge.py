@@ -62,8 +62,9 @@ def _under_systemd(params, driver, check_mode, store, name, state, canonical, la
             plan.actions.insert(0, 'engine_down')
             _lifecycle.take_down(engine_down, params, driver, store)
             plan.record, plan.live = None, False
-        record = _systemd.apply(plan, params, driver, store)
-        return _systemd.result(params, driver, store, plan, desired_hash, False, record)
+        _systemd.apply(plan, params, driver, store)
+    record = _systemd.run_unit(plan, store)
+    return _systemd.result(params, driver, store, plan, desired_hash, False, record)
 
 
 def _from_engine(params, driver, check_mode, store, name, state, canonical, launch, desired_hash, supervision):

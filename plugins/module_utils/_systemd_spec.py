@@ -23,9 +23,10 @@ import os
 import re
 import stat
 
+from ansible_collections.linuxns.isolation.plugins.module_utils import _systemd_resolve
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import StoreError
 
-SERVICES_DIR = '/var/lib/linuxns/services'
+SERVICES_DIR = _systemd_resolve.SERVICES_DIR
 FORMAT = 1
 MODULES = ('pid_namespace', 'bwrap_sandbox')
 # A spec holds parameters (file mounts' content included): far below this.

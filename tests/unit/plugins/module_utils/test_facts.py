@@ -74,7 +74,8 @@ def test_service_fact_merges_record_and_status():
         'service_pid': 103, 'spec_hash': 'sha256:ab', 'started_at': '2026-12-01T10:00:00Z',
         'restarts': 2, 'last_exit': {'code': 1, 'signal': None},
         'log_path': '/run/linuxns/web.log', 'namespaces': {}, 'owner': 'webhooks', 'version': 2,
-        'isolated': [], 'joined': [], 'cgroup': None, 'resources': None}
+        'isolated': [], 'joined': [], 'cgroup': None, 'resources': None,
+        'supervisor': 'engine', 'unit': None, 'enabled': False}
 
 
 def test_service_fact_tells_isolated_from_joined_and_shared_types():
