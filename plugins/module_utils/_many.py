@@ -18,7 +18,7 @@ __metaclass__ = type
 
 import contextlib
 
-from ansible_collections.linuxns.isolation.plugins.module_utils import _lifecycle, _spec
+from ansible_collections.linuxns.isolation.plugins.module_utils import _lifecycle, _many_systemd, _spec
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import LinuxnsError, SpecError, StoreError
 from ansible_collections.linuxns.isolation.plugins.module_utils._hostcheck import HostChecks
 
@@ -257,18 +257,23 @@ def converge_many(params, check_mode, coerce=None, store=None):
         raise SpecError('owner', None, 'is required with prune: true',
                         'set owner to the label of the services this task manages (prune removes only those)')
     state_dir = _spec.OPTIONS['state_dir'].normalise(params['state_dir']) if params.get('state_dir') else None
-    items = validate_items(params.get('services') or [], state_dir, owner, coerce)
-    build_items(items, check_mode)
+    all_items = validate_items(params.get('services') or [], state_dir, owner, coerce)
+    build_items(all_items, check_mode)
     if store is None:
         from ansible_collections.linuxns.isolation.plugins.module_utils._store import Store
         store = Store(state_dir)
+    units = _many_systemd.split(all_items, store)
+    items = [item for item in all_items if item.name not in units]
     check_limits(items, store)
-    listed = dict((item.name, item) for item in items)
+    _many_systemd.check_limits(units)
+    listed = dict((item.name, item) for item in all_items)
     recorded = store.names()
     candidates = []
     if prune:
         # Which unlisted records are this owner's is read once without their locks, then again under them.
         candidates = prune_names(_peek(store, [n for n in recorded if n not in listed]), listed, owner)
+        units.update(_many_systemd.prune_units(candidates, store, state_dir))
+        candidates = [name for name in candidates if name not in units]
     to_lock = sorted(set(candidates) | set(
         item.name for item in items
         if item.state in ('started', 'restarted') or item.name in recorded))
@@ -293,7 +298,10 @@ def converge_many(params, check_mode, coerce=None, store=None):
             pruned.append(service)
         if not check_mode:
             _act(store, pruned + services)
-        return _task_result(store, services, pruned, check_mode)
+        out = _task_result(store, services, pruned, check_mode)
+    # Units are converged one by one without the batch's locks: each takes its name's lock, and its
+    # runtime takes it again while systemctl start waits for it.
+    return _many_systemd.merge(out, _many_systemd.converge(units, store, check_mode), all_items)
 
 
 def _peek(store, names):
