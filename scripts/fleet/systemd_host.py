@@ -14,9 +14,13 @@ A host NAME (s1..s9) is:
 
 Usage (as root):
   systemd_host.py build-rootfs   build the cached rootfs if missing or incomplete
-  systemd_host.py up NAME        boot NAME (building the rootfs first if needed) and wait until
+  systemd_host.py up NAME [--writable-cgroups]
+                                 boot NAME (building the rootfs first if needed) and wait until
                                  ssh answers and `systemctl is-system-running --wait` is done;
-                                 prints {"name", "address", "pid1", ...} as JSON
+                                 prints {"name", "address", "pid1", ...} as JSON. With
+                                 --writable-cgroups the host's systemd also gets its own
+                                 subtree of the v1 memory, pids, cpu and cpuacct hierarchies
+                                 (see writable_cgroups()); kept across reboot
   systemd_host.py reboot NAME    clean poweroff (SIGRTMIN+4 to the container's PID 1), then
                                  boot again on the same upper dir; prints the same JSON
   systemd_host.py down [NAME]    stop NAME (all systemd hosts without NAME) and remove its
@@ -48,6 +52,8 @@ RUN = Path(os.environ.get("LNSFLEET_SYSTEMD_RUN", "/run/lnsfleet-systemd"))
 NAME_RE = fleet.OTHER_HOST_RE
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_PARENT = "lnsfleet"
+# cgroup v1 controllers that `--writable-cgroups` hands to the host (see writable_cgroups()).
+DELEGATED_V1 = ("memory", "pids", "cpu", "cpuacct")
 
 PACKAGES = fleet.PACKAGES + ("systemd", "systemd-sysv", "dbus")
 # Bump when configure_rootfs changes, so cached rootfs get rebuilt.
@@ -173,10 +179,13 @@ def container_pid1(name):
     return None
 
 
-def cgroup_dirs(name):
-    """The host's cgroups in the hierarchies systemd needs to own a subtree of."""
+def cgroup_dirs(name, delegated=None):
+    """The host's cgroups in the hierarchies systemd needs to own a subtree of, plus the
+    v1 controllers it gets with --writable-cgroups (delegated=None: every one we may use)."""
+    if delegated is None:
+        delegated = is_delegated(name) or not hostdir(name).exists()
     dirs = []
-    for hierarchy in ("systemd", "unified"):
+    for hierarchy in ("systemd", "unified") + (DELEGATED_V1 if delegated else ()):
         base = CGROUP_ROOT / hierarchy
         if (base / "cgroup.procs").exists():
             dirs.append(base / CGROUP_PARENT / name)
@@ -194,6 +203,25 @@ def remove_cgroups(name):
                            reverse=True) + [top]:
             with contextlib.suppress(OSError):
                 path.rmdir()
+
+
+def is_delegated(name):
+    return (hostdir(name) / "writable-cgroups").exists()
+
+
+def writable_cgroups(name, pid1):
+    """Make the v1 memory/pids/cpu hierarchies writable inside the host and let its systemd
+    use them.
+
+    nspawn mounts cgroup v1 controllers read-only (only name=systemd and unified are
+    writable), so a unit's MemoryMax= or TasksMax= is accepted but not enforced. The
+    container runs in its own cgroups of these hierarchies (below lnsfleet/NAME, inside a
+    cgroup namespace rooted there), so making its mounts writable only gives it its own
+    subtree; systemd notices the controllers after a re-exec.
+    """
+    script = "; ".join("mount -o remount,bind,rw /sys/fs/cgroup/" + c for c in DELEGATED_V1)
+    fleet.run(["nsenter", "-t", str(pid1), "-m", "/bin/sh", "-ec", script])
+    fleet.run(ssh_argv(name, "systemctl", "daemon-reexec"), stdin=subprocess.DEVNULL)
 
 
 # ---------------------------------------------------------------- boot
@@ -241,7 +269,7 @@ def start_nspawn(name):
         proc = subprocess.Popen(
             ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", BOOT_SCRIPT, "boot",
              name, str(ROOTFS), str(directory), fleet.PREFIX + name]
-            + [str(d) for d in cgroup_dirs(name)],
+            + [str(d) for d in cgroup_dirs(name, is_delegated(name))],
             stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True)
     pidfile(name).write_text("{0} {1}\n".format(proc.pid, fleet.start_time(proc.pid)))
@@ -284,13 +312,18 @@ def wait_booted(name, proc=None):
 
 def describe(name, state=None):
     return {"name": name, "address": address_of(name), "user": "root", "port": 22,
+            "writable_cgroups": is_delegated(name),
             "identity_file": str(fleet.KEY), "nspawn_pid": recorded_nspawn(name),
             "pid1": container_pid1(name), "state": state, "upper": str(hostdir(name) / "upper")}
 
 
 def boot(name):
     proc = start_nspawn(name)
-    return wait_booted(name, proc)
+    state = wait_booted(name, proc)
+    if is_delegated(name):
+        writable_cgroups(name, container_pid1(name))
+        state = wait_booted(name, proc)
+    return state
 
 
 def wait_gone(pid, started, timeout):
@@ -324,7 +357,7 @@ def check_name(name):
         raise SystemExit("systemd_host: host names are s1..s9, got {0!r}".format(name))
 
 
-def cmd_up(name):
+def cmd_up(name, delegated=False):
     check_name(name)
     fleet.require("ip", "unshare", "socat", "ssh", "ssh-keygen", "findmnt", "systemd-nspawn")
     with fleet.fleet_lock():
@@ -338,6 +371,9 @@ def cmd_up(name):
             (fleet.RUN / "made-run-netns").touch()
         fleet.ensure_hub()
         plug_host(name)
+        if delegated:
+            hostdir(name).mkdir(parents=True, exist_ok=True)
+            (hostdir(name) / "writable-cgroups").touch()
     return describe(name, boot(name))
 
 
@@ -399,7 +435,7 @@ def host_names():
     names = {ns[len(fleet.PREFIX):] for ns in fleet.netns_list() if ns.startswith(fleet.PREFIX)}
     if RUN.is_dir():
         names |= {p.name for p in RUN.iterdir() if p.is_dir()}
-    for hierarchy in ("systemd", "unified", ""):
+    for hierarchy in ("systemd", "unified", "") + DELEGATED_V1:
         parent = CGROUP_ROOT / hierarchy / CGROUP_PARENT
         if parent.is_dir():
             names |= {p.name for p in parent.iterdir() if p.is_dir()}
@@ -412,7 +448,7 @@ def cmd_down(names):
             check_name(name)
             stop_host(name)
         if not host_names():
-            for hierarchy in ("systemd", "unified", ""):
+            for hierarchy in ("systemd", "unified", "") + DELEGATED_V1:
                 with contextlib.suppress(OSError):
                     (CGROUP_ROOT / hierarchy / CGROUP_PARENT).rmdir()
             with contextlib.suppress(OSError):
@@ -446,9 +482,10 @@ def main(argv):
         with fleet.fleet_lock():
             build_rootfs()
             fleet.ensure_key(ROOTFS)
-    elif command in ("up", "reboot") and len(args) == 1:
+    elif command == "up" and len(args) == 2 and args[1] == "--writable-cgroups" or (
+            command in ("up", "reboot") and len(args) == 1):
         started = time.monotonic()
-        info = cmd_up(args[0]) if command == "up" else cmd_reboot(args[0])
+        info = cmd_up(args[0], len(args) == 2) if command == "up" else cmd_reboot(args[0])
         info["seconds"] = round(time.monotonic() - started, 2)
         json.dump(info, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -6,7 +6,8 @@
 
 The session fixture ``systemd_host`` boots one host with scripts/fleet/systemd_host.py (name
 from $LNSFLEET_SYSTEMD_HOST, default s1; a fresh upper dir each session) and removes it at the
-end. Run as root, with the collection under test on $ANSIBLE_COLLECTIONS_PATH (the Makefile's
+end. LNSFLEET_SYSTEMD_CGROUPS=writable boots it with ``--writable-cgroups`` (its systemd then
+enforces MemoryMax=, TasksMax=, CPUQuota= through its own subtree of the v1 controllers). Run as root, with the collection under test on $ANSIBLE_COLLECTIONS_PATH (the Makefile's
 ``make integration-systemd`` does both).
 """
 
@@ -64,6 +65,7 @@ class SystemdHost:
         self.address = info['address']
         # The container's init as seen from this machine (a PID in our PID namespace).
         self.pid1 = info['pid1']
+        self.writable_cgroups = info['writable_cgroups']
 
     def ssh_argv(self, command):
         return (['ssh', '-i', self.info['identity_file']] + fleet.ssh_options()
@@ -150,7 +152,8 @@ def systemd_host(tmp_path_factory):
         pytest.skip('the systemd test hosts need root')
     name = os.environ.get('LNSFLEET_SYSTEMD_HOST', 's1')
     _tool('down', name)  # leftovers of an earlier, crashed session
-    info = _tool('up', name)
+    writable = os.environ.get('LNSFLEET_SYSTEMD_CGROUPS', '') == 'writable'
+    info = _tool('up', name, *(['--writable-cgroups'] if writable else []))
     try:
         yield SystemdHost(info, str(tmp_path_factory.mktemp('systemd-host')))
     finally:

@@ -8,6 +8,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+
+import pytest
+
 SMOKE_UNIT = 'lns-smoke.service'
 
 
@@ -72,3 +76,11 @@ def test_reboot_keeps_files_and_enabled_units(systemd_host):
     ], check=True)
     assert [r['_status'] for r in again] == ['ok'], again.output
     systemd_host.run(['systemctl', 'disable', '--now', SMOKE_UNIT])
+
+
+def test_cgroup_v1_controllers_writable_only_when_delegated(systemd_host):
+    if not os.path.isdir('/sys/fs/cgroup/memory'):
+        pytest.skip('this machine has no cgroup v1 memory hierarchy')
+    probe = systemd_host.run('mkdir /sys/fs/cgroup/memory/lns-probe && rmdir /sys/fs/cgroup/memory/lns-probe',
+                             check=False)
+    assert (probe.returncode == 0) == systemd_host.writable_cgroups, probe.stderr
