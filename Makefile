@@ -39,7 +39,7 @@ export ANSIBLE_NOCOLOR := 1
 ANSIBLE_TEST_COLOR := --color no
 endif
 
-.PHONY: help site test $(TEST_STEPS) fleet integration-engine integration-targets \
+.PHONY: help site test $(TEST_STEPS) fleet integration-engine integration-targets integration-systemd \
 	venv apt copy collection tarball seed-ansible-test clean
 
 help:
@@ -47,9 +47,10 @@ help:
 	@echo 'make test         $(TEST_STEPS)'
 	@echo 'make sanity       ansible-test sanity --venv --python $(SANITY_PYTHON) on the copy in $(COPY)'
 	@echo 'make units        pytest tests/unit'
-	@echo 'make integration  as root: pytest tests/integration/engine, then ansible-test integration targets'
+	@echo 'make integration  as root: pytest tests/integration/engine, ansible-test integration targets, pytest tests/integration/systemd'
 	@echo 'make integration-engine   only the pytest part of make integration'
 	@echo 'make integration-targets  only the ansible-test part of make integration'
+	@echo 'make integration-systemd  only the systemd-host part of make integration (pytest tests/integration/systemd)'
 	@echo 'make lint         ansible-lint --profile production'
 	@echo 'make bench        benchmarks/run.py (not in make test; exit 1 on a missed target; BENCH_QUICK=1, BENCH_ONLY=prefix)'
 	@echo 'make fleet        molecule scenarios under extensions/molecule (not yet part of make test)'
@@ -103,8 +104,8 @@ sanity: venv copy seed-ansible-test
 units: venv copy
 	@scripts/run-pytest.sh $(COPY) tests/unit $(BIN)/python $(TEST_ROOT) $(PYTEST_ARGS)
 
-# Both parts run even when the first fails, so one run reports every failure; either fails the step.
-# The engine tests' failures are repeated at the end: a CI log's tail then names them.
+# Every part runs even when an earlier one fails, so one run reports every failure; any fails the step.
+# The pytest parts' failures are repeated at the end: a CI log's tail then names them.
 integration: venv apt copy collection
 	@scripts/require-root.sh 'make integration'
 	@status=0; mkdir -p $(BUILD); \
@@ -112,15 +113,25 @@ integration: venv apt copy collection
 		2>&1 | tee $(BUILD)/engine-tests.log; \
 	[[ $${PIPESTATUS[0]} -eq 0 ]] || status=1; \
 	scripts/run-integration-targets.sh $(COPY) $(BIN) || status=1; \
+	scripts/run-pytest.sh $(COPY) tests/integration/systemd $(BIN)/python $(TEST_ROOT) $(PYTEST_ARGS) \
+		2>&1 | tee $(BUILD)/systemd-tests.log; \
+	[[ $${PIPESTATUS[0]} -eq 0 ]] || status=1; \
 	if [[ $$status -ne 0 ]]; then \
-		echo "==== integration: engine tests $$(tail -n 1 $(BUILD)/engine-tests.log)"; \
-		grep -E '^(FAILED|ERROR) ' $(BUILD)/engine-tests.log || true; \
+		for part in engine systemd; do \
+			echo "==== integration: $$part tests $$(tail -n 1 $(BUILD)/$$part-tests.log)"; \
+			grep -E '^(FAILED|ERROR) ' $(BUILD)/$$part-tests.log || true; \
+		done; \
 	fi; \
 	exit $$status
 
 integration-engine: venv apt copy collection
 	@scripts/require-root.sh 'make integration'
 	@scripts/run-pytest.sh $(COPY) tests/integration/engine $(BIN)/python $(TEST_ROOT) $(PYTEST_ARGS)
+
+# Real systemd hosts (systemd-nspawn, scripts/fleet/systemd_host.py); the rootfs is cached.
+integration-systemd: venv apt copy collection
+	@scripts/require-root.sh 'make integration'
+	@scripts/run-pytest.sh $(COPY) tests/integration/systemd $(BIN)/python $(TEST_ROOT) $(PYTEST_ARGS)
 
 integration-targets: venv apt copy collection
 	@scripts/require-root.sh 'make integration'

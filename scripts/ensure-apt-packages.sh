@@ -7,7 +7,7 @@ set -euo pipefail
 # What the collection drives, then what the pipeline uses: shellcheck for ansible-test's sanity
 # test of that name (skipped with only a warning when missing), openssh-client for molecule,
 # which reaches the fleet test hosts over ssh.
-packages=(bubblewrap util-linux iproute2 procps tini uidmap debootstrap socat acl rsync shellcheck openssh-client)
+packages=(bubblewrap util-linux iproute2 procps tini uidmap debootstrap socat acl rsync shellcheck openssh-client systemd-container)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -51,6 +51,8 @@ BRIDGE = "br0"
 SUBNET = "10.213.7"
 HUB_ADDRESS = SUBNET + ".1"
 NAME_RE = re.compile(r"^h([1-9][0-9]?)$")
+# Names of the systemd test hosts of systemd_host.py: fleet.py leaves them (and the hub they need) alone.
+OTHER_HOST_RE = re.compile(r"^s[1-9]$")
 
 SUITE = "bookworm"
 VARIANT = "minbase"
@@ -199,7 +201,7 @@ def configure_rootfs():
     run(["chroot", str(ROOTFS), "apt-get", "clean"])
 
 
-def ensure_key():
+def ensure_key(rootfs=ROOTFS):
     """The fleet's ssh key pair, and the public key in the rootfs' root authorized_keys."""
     KEY.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not (KEY.exists() and KEY.with_suffix(".pub").exists()):
@@ -207,7 +209,7 @@ def ensure_key():
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lnsfleet", "-f", str(KEY)])
-    ssh_dir = ROOTFS / "root" / ".ssh"
+    ssh_dir = rootfs / "root" / ".ssh"
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
     authorized = ssh_dir / "authorized_keys"
     pub = KEY.with_suffix(".pub").read_text()
@@ -444,11 +446,18 @@ def wait_reaped(doomed):
 
 
 def fleet_names():
+    """Hosts of this tool (h1..), running or left over; not the systemd hosts (s1..) of
+    systemd_host.py, which share the hub but are started and stopped by that tool."""
     names = {ns[len(PREFIX):] for ns in netns_list() if ns.startswith(PREFIX) and ns != HUB}
     if RUN.is_dir():
         names |= {p.stem for p in RUN.glob("*.pid")}
         names |= {p.name for p in RUN.iterdir() if p.is_dir()}
-    return sorted(names)
+    return sorted(n for n in names if not OTHER_HOST_RE.match(n))
+
+
+def hub_in_use_by_others():
+    """True while hosts of systemd_host.py (netns lnsfleet-sN) still hang off the hub."""
+    return any(OTHER_HOST_RE.match(ns[len(PREFIX):]) for ns in netns_list() if ns.startswith(PREFIX))
 
 
 def cmd_down():
@@ -456,7 +465,7 @@ def cmd_down():
         doomed = {}
         for name in fleet_names():
             doomed.update(stop_host(name))
-        if HUB in netns_list():
+        if HUB in netns_list() and not hub_in_use_by_others():
             # What can be left here are socat ProxyCommands of ssh clients we ran.
             kill_namespace_processes(HUB)
             wait_until_empty(HUB)
