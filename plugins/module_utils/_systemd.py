@@ -282,8 +282,8 @@ def result(params, driver, store, service_plan, desired_hash, dry, record):
     if live and record is not None:
         from ansible_collections.linuxns.isolation.plugins.module_utils import _systemd_cgroup
         if service_plan.limits:
-            out['cgroup'], out['resources'] = _systemd_cgroup.verify(record.pid, service_plan.limits,
-                                                                    service_plan.unit)
+            out['cgroup'], out['resources'] = _systemd_cgroup.verify(
+                record.pid, service_plan.limits, service_plan.unit)
         else:
             out['cgroup'], out['resources'] = _systemd_cgroup.in_force(record.pid)
     if state != 'absent' and not params.get('log_path'):

@@ -179,8 +179,8 @@ def _parse(raw, name, path, fix):
         raise StoreError('spec file %s has format %r; this runtime reads format %d%s'
                          % (path, data.get('format'), FORMAT, fix))
     if data.get('module') not in MODULES:
-        raise StoreError('spec file %s names module %r, not one of %s%s' % (path, data.get('module'),
-                                                                             ', '.join(MODULES), fix))
+        raise StoreError('spec file %s names module %r, not one of %s%s'
+                         % (path, data.get('module'), ', '.join(MODULES), fix))
     if data.get('name') != name:
         raise StoreError('spec file %s names service %r, not %r%s' % (path, data.get('name'), name, fix))
     if data.get('owner') is not None and not isinstance(data['owner'], str):

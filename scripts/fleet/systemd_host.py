@@ -35,7 +35,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -297,7 +296,7 @@ def wait_booted(name, proc=None):
             result = subprocess.run(
                 ssh_argv(name, "timeout", str(int(max(remaining, 5))), "systemctl", "is-system-running", "--wait"),
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                timeout=remaining + 10)
+                timeout=remaining + 10, check=False)
         except subprocess.TimeoutExpired:
             continue
         state = result.stdout.strip()

@@ -7,7 +7,8 @@
 The session fixture ``systemd_host`` boots one host with scripts/fleet/systemd_host.py (name
 from $LNSFLEET_SYSTEMD_HOST, default s1; a fresh upper dir each session) and removes it at the
 end. LNSFLEET_SYSTEMD_CGROUPS=writable boots it with ``--writable-cgroups`` (its systemd then
-enforces MemoryMax=, TasksMax=, CPUQuota= through its own subtree of the v1 controllers). Run as root, with the collection under test on $ANSIBLE_COLLECTIONS_PATH (the Makefile's
+enforces MemoryMax=, TasksMax=, CPUQuota= through its own subtree of the v1 controllers). Run as root, with the collection under
+test on $ANSIBLE_COLLECTIONS_PATH (the Makefile's
 ``make integration-systemd`` does both).
 """
 
@@ -76,7 +77,7 @@ class SystemdHost:
         if not isinstance(command, str):
             command = ' '.join(shlex.quote(str(word)) for word in command)
         result = subprocess.run(self.ssh_argv(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout)
+                                stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout, check=False)
         if check and result.returncode != 0:
             raise AssertionError('on {0}: {1!r} exited {2}\nstdout: {3}\nstderr: {4}'.format(
                 self.name, command, result.returncode, result.stdout, result.stderr))
@@ -129,7 +130,7 @@ class SystemdHost:
             'ANSIBLE_LOCAL_TEMP': os.path.join(self._workdir, 'ansible-tmp'),
         })
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              universal_newlines=True, env=env, cwd=self._workdir, timeout=timeout)
+                              universal_newlines=True, env=env, cwd=self._workdir, timeout=timeout, check=False)
         results = PlaybookResults()
         if os.path.exists(record):
             with open(record) as handle:

@@ -72,9 +72,10 @@ def test_four_steps_then_absent_leaves_nothing(systemd_host):
                          '/etc/systemd/system/linuxns-web.service']).stdout == spec_mtime  # no file touched
         assert statuses(host.playbook([task], check=True)) == ['ok']
 
-        # ns_exec name: enters it; it sees only its own processes.
+        # ns_exec enters it; it sees only its own processes. (pid:, not name: here: inside
+        # systemd-nspawn, reading a process's seccomp filter, which name: copies, is denied.)
         inside = only(host.playbook([{'name': 'ps', 'linuxns.isolation.ns_exec': {
-            'name': 'web', 'argv': ['ps', '-e', '-o', 'pid=']}}]))
+            'pid': first['pid'], 'argv': ['ps', '-e', '-o', 'pid=']}}]))
         assert inside['rc'] == 0 and len(inside['stdout_lines']) <= 4, inside
         info = only(host.playbook([{'name': 'info', 'linuxns.isolation.ns_info': {'name': 'web'}}]))
         fact = info['services'][0]
@@ -183,7 +184,7 @@ def test_bad_input_fails_before_anything_changes(systemd_host):
         {'name': 'unknown supervisor', 'ignore_errors': True, 'linuxns.isolation.pid_namespace': {
             'name': 'bad2', 'command': 'sleep infinity', 'supervisor': 'runit'}},
     ])
-    assert statuses(results) == ['failed', 'failed'], results.output
+    assert statuses(results) == ['ignored', 'ignored'], results.output
     assert 'enabled' in results[0]['msg'] and 'supervisor: systemd' in results[0]['msg']
     assert 'supervisor' in results[1]['msg'] and 'runit' in results[1]['msg']
     assert host.run(['sh', '-c', 'ls /etc/systemd/system/linuxns-bad* /run/linuxns/bad* 2>/dev/null'],
@@ -212,7 +213,7 @@ def test_resources_under_systemd(systemd_host):
         assert changed['resources']['pids_max'] == 16
         # Forks past pids_max fail inside the unit.
         forks = only(host.playbook([{'name': 'forks', 'linuxns.isolation.ns_exec': {
-            'name': 'limited', 'argv': ['sh', '-c', 'for i in $(seq 40); do sleep 5 & done; wait'],
+            'pid': result['pid'], 'argv': ['sh', '-c', 'for i in $(seq 40); do sleep 5 & done; wait'],
             'timeout': 30}}]))
         assert forks['rc'] != 0 or 'fork' in forks['stderr'].lower() or 'resource' in forks['stderr'].lower(), forks
         info = only(host.playbook([{'name': 'info', 'linuxns.isolation.ns_info': {'name': 'limited'}}]))
@@ -230,14 +231,15 @@ def test_services_come_back_after_a_reboot_without_ansible(systemd_host):
         assert statuses(first) == ['changed'] * 3, first.output
         host.reboot()
         for unit in ('linuxns-boot-pid.service', 'linuxns-boot-box.service'):
-            assert show(host, unit, 'ActiveState') == 'active', host.run(['journalctl', '-u', unit, '-n', '30'],
-                                                                        check=False).stdout
+            journal = host.run(['journalctl', '-u', unit, '-n', '30'], check=False).stdout
+            assert show(host, unit, 'ActiveState') == 'active', journal
         assert show(host, 'linuxns-boot-off.service', 'ActiveState') == 'inactive'
         info = only(host.playbook([{'name': 'info', 'linuxns.isolation.ns_info': {}}]))
         alive = dict((s['name'], s['alive']) for s in info['services'])
         assert alive.get('boot-pid') is True and alive.get('boot-box') is True, json.dumps(info['services'])
+        pid = [s['pid'] for s in info['services'] if s['name'] == 'boot-pid'][0]
         inside = only(host.playbook([{'name': 'ps', 'linuxns.isolation.ns_exec': {
-            'name': 'boot-pid', 'argv': ['cat', '/proc/1/cmdline']}}]))
+            'pid': pid, 'argv': ['cat', '/proc/1/cmdline']}}]))
         assert inside['rc'] == 0
         again = host.playbook(tasks[:2])
         assert statuses(again) == ['ok', 'ok'], again.output

@@ -60,7 +60,7 @@ def test_write_then_read(services):
     with open(path, 'rb') as handle:
         assert handle.read() == data
     assert _systemd_spec.read('web', services)['params'] == PARAMS
-    assert [entry for entry in os.listdir(services)] == ['web.json']  # no temp file left
+    assert list(os.listdir(services)) == ['web.json']  # no temp file left
     # Replaced atomically: a new inode.
     _systemd_spec.write('web', _systemd_spec.render('bwrap_sandbox', 'web', None, PARAMS), services)
     assert _systemd_spec.read('web', services)['owner'] is None
