@@ -336,3 +336,17 @@ def read_beneath(root, relative, limit):
         return read_fd(data_fd, limit, os.path.join(root, relative))
     finally:
         os.close(data_fd)
+
+
+def write_new(path, data, mode, dir_fd=None):
+    """Create ``path`` (never through a link, never over an existing file) with ``mode`` and write
+    all of ``data`` to disk (fsync) before returning; the caller renames it into place."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)

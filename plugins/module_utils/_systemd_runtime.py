@@ -33,7 +33,7 @@ import zipimport
 # runtime must hold every file the runtime runs.
 from ansible_collections.linuxns.isolation.plugins.module_utils import _systemd_service  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import StoreError
-from ansible_collections.linuxns.isolation.plugins.module_utils import _systemd_spec
+from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio, _systemd_spec
 
 RUNTIME_DIR = '/var/lib/linuxns/runtime'
 PACKAGE = 'ansible_collections.linuxns.isolation.plugins.module_utils'
@@ -180,15 +180,7 @@ def _build(runtime_dir, tree, temp):
         parent = os.path.dirname(path)
         if not os.path.isdir(parent):
             os.makedirs(parent, 0o755)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        try:
-            os.fchmod(fd, 0o644)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _safeio.write_new(path, data, 0o644)
     for root, dirs, _files in os.walk(base):
         for name in dirs:
             os.chmod(os.path.join(root, name), 0o755)

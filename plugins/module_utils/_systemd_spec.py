@@ -23,7 +23,7 @@ import os
 import re
 import stat
 
-from ansible_collections.linuxns.isolation.plugins.module_utils import _systemd_resolve
+from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio, _systemd_resolve
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import StoreError
 
 SERVICES_DIR = _systemd_resolve.SERVICES_DIR
@@ -201,16 +201,7 @@ def write(name, data, services_dir=SERVICES_DIR):
             os.unlink(tmp, dir_fd=dir_fd)
         except OSError:
             pass
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                     dir_fd=dir_fd)
-        try:
-            os.fchmod(fd, 0o600)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _safeio.write_new(tmp, data, 0o600, dir_fd=dir_fd)
         os.rename(tmp, name + '.json', src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         os.fsync(dir_fd)
     except OSError as exc:

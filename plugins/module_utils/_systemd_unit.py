@@ -27,6 +27,8 @@ __metaclass__ = type
 import os
 import re
 
+from ansible_collections.linuxns.isolation.plugins.module_utils import _safeio
+
 UNIT_DIR = '/etc/systemd/system'
 WANTED_BY = 'multi-user.target'
 PREFIX = 'linuxns-'
@@ -107,16 +109,8 @@ def write(name, data, unit_dir=UNIT_DIR):
     """Replace the unit file atomically (a temporary file in the same directory, renamed over it)."""
     path = unit_path(name, unit_dir)
     temp = '%s.linuxns-tmp-%d' % (path, os.getpid())
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
-        try:
-            os.fchmod(fd, 0o644)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _safeio.write_new(temp, data, 0o644)
         os.rename(temp, path)
     except BaseException:
         try:
