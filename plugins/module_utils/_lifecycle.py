@@ -311,9 +311,7 @@ def converge(module_params, driver, check_mode, store=None):
     host = HostChecks(check_mode)
     if not detach and state != 'absent':
         canonical, launch = driver.build(params, host=host)
-        result = _one_shot(params, driver, canonical, launch, check_mode)
-        result.update(supervisor='engine', unit=None, enabled=False)
-        return _missing_on_host(host, result)
+        return _missing_on_host(host, _one_shot(params, driver, canonical, launch, check_mode))
     if store is None:
         from ansible_collections.linuxns.isolation.plugins.module_utils._store import Store
         store = Store(params.get('state_dir'))
@@ -946,12 +944,10 @@ def _one_shot(params, driver, canonical, launch, check_mode):
         'namespaces': {}, 'isolated': [], 'joined': [], 'spec_hash': _spec.spec_hash(canonical), 'started_at': None, 'log_path': None,
         'restarts': 0, 'cmd': argv, 'rc': None, 'stdout': '', 'stderr': '', 'stdout_lines': [],
         'stderr_lines': [], 'msg': '', 'cgroup': None, 'resources': None, 'oom_killed': False,
+        'supervisor': 'engine', 'unit': None, 'enabled': False,
     }
-    cgroup = None
-    if params.get('resources'):
-        # Checked before anything runs: a limit that cannot be in force fails the task.
-        from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
-        cgroup = _cgroup_service.OneShot(params, driver)
+    # Checked before anything runs: a limit that cannot be in force fails the task.
+    cgroup = _oneshot_cgroup(params, driver) if params.get('resources') else None
     verb = 'Would' if check_mode else 'Did'
     if creates and _matches(creates, chdir):
         result.update(rc=0, msg="%s not run command since '%s' exists" % (verb, creates))
@@ -987,6 +983,17 @@ def _one_shot(params, driver, canonical, launch, check_mode):
     elif run.rc != 0:
         result.update(failed=True, msg='non-zero return code')
     return result
+
+
+def _oneshot_cgroup(params, driver):
+    """Where a one-shot's limits live: a transient scope of systemd when root runs on a host booted
+    with systemd (its cgroup tree is systemd's), else a cgroup of the engine's own."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _systemd_resolve
+    if os.geteuid() == 0 and _systemd_resolve.host_booted_with_systemd():
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _systemd_scope
+        return _systemd_scope.OneShotScope(params, driver)
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _cgroup_service
+    return _cgroup_service.OneShot(params, driver)
 
 
 def launch_argv(launch):

@@ -68,12 +68,13 @@ def _membership(pid):
     return found
 
 
-def _dir_of(hierarchy, path):
-    """The directory of cgroup ``path`` (as /proc shows it) under ``hierarchy``'s mount."""
-    root = hierarchy.root if hierarchy.root not in (None, '', '/') else ''
+def dir_of(mount, root, path):
+    """The directory of cgroup ``path`` (as /proc shows it) in the hierarchy mounted at ``mount``
+    showing cgroup ``root``."""
+    root = root if root not in (None, '', '/') else ''
     if root and (path == root or path.startswith(root + '/')):
         path = path[len(root):]
-    return os.path.join(hierarchy.mount, path.lstrip('/'))
+    return os.path.join(mount, path.lstrip('/'))
 
 
 def in_force(pid, root='', mountinfo=None):
@@ -94,7 +95,7 @@ def in_force(pid, root='', mountinfo=None):
             continue
         path = path or member
         try:
-            fd = os.open(_dir_of(hierarchy, member), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(dir_of(hierarchy.mount, hierarchy.root, member), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
             continue
         try:

@@ -36,6 +36,7 @@ PREFIX = 'linuxns-'
 STOP_MARGIN = 30
 START_TIMEOUT = 120
 RUNTIME_TASKS = 1
+PROPERTY_OF = {'memory_max': 'MemoryMax', 'pids_max': 'TasksMax', 'cpu_max': 'CPUQuota'}
 
 
 def unit_name(name):

@@ -258,3 +258,47 @@ def test_services_come_back_after_a_reboot_without_ansible(systemd_host):
     finally:
         absent(host, 'boot-pid', 'boot-off')
         absent(host, 'boot-box', module='linuxns.isolation.bwrap_sandbox')
+
+
+def oneshot(name, resources, code=None, argv=None):
+    return {'name': name, 'ignore_errors': True, 'linuxns.isolation.pid_namespace': {
+        'name': name, 'detach': False, 'resources': resources,
+        'argv': argv or ['python3', '-c', code]}}
+
+
+def scopes_left(host):
+    return host.run(['systemctl', 'list-units', '--all', '--plain', '--no-legend', 'linuxns-run-*']).stdout.strip()
+
+
+def test_a_oneshot_with_resources_runs_in_a_transient_scope(systemd_host):
+    host = systemd_host
+    limits = {'memory_max': '32M', 'pids_max': 16, 'cpu_max': 0.5}
+    allocate = 'b = bytearray(200 << 20)\nfor i in range(0, len(b), 4096):\n    b[i] = 1\nprint("survived")'
+    forks = ('import os, time\nmade = 0\nfor _ in range(40):\n    try:\n        pid = os.fork()\n'
+             '    except OSError:\n        break\n    if pid == 0:\n        time.sleep(5)\n        os._exit(0)\n'
+             '    made += 1\nprint(made)\n')
+    results = host.playbook([
+        oneshot('scoped', limits, argv=['cat', '/proc/self/cgroup']),
+        oneshot('hog', {'memory_max': '32M'}, code=allocate),
+        oneshot('forks', {'pids_max': 16}, code=forks),
+    ])
+    if not systemd_host.writable_cgroups:
+        # Read-only v1 controllers inside nspawn: systemd would make the scope and enforce nothing.
+        assert statuses(results) == ['ignored'] * 3, results.output
+        for result in results:
+            assert 'resources.' in result['msg'] and 'under systemd' in result['msg'], result['msg']
+        assert scopes_left(host) == ''
+        return
+    scoped, hog, forked = results
+    assert scoped['_status'] == 'changed', scoped
+    assert scoped['supervisor'] == 'systemd' and scoped['unit'].startswith('linuxns-run-scoped-'), scoped
+    assert scoped['unit'] in scoped['cgroup'], scoped
+    assert scoped['resources'] == {'memory_max': 32 << 20, 'pids_max': 16, 'cpu_max': 0.5}, scoped
+    # The command itself ran in the scope, in the memory, pids and cpu hierarchies alike.
+    members = [line for line in scoped['stdout_lines'] if line.split(':')[1] in ('memory', 'pids', 'cpu,cpuacct')]
+    assert len(members) == 3 and all(line.endswith('/' + scoped['unit']) for line in members), scoped['stdout']
+    assert hog['_status'] == 'ignored' and hog['oom_killed'] is True, hog
+    assert 'OOM' in hog['msg'] and 'survived' not in hog['stdout'], hog
+    assert forked['_status'] == 'changed', forked
+    assert 0 < int(forked['stdout']) < 16, forked['stdout']
+    assert scopes_left(host) == ''
