@@ -25,6 +25,11 @@ COPY := $(TEST_ROOT)/ansible_collections/linuxns/isolation
 SANITY_PYTHON ?= $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 SANITY_ARGS ?=
 PYTEST_ARGS ?=
+# The systemd-host tests of limits run twice: on a host whose cgroup v1 controllers are read-only
+# (as systemd-nspawn leaves them here: the limits must fail clearly), and on one booted with its
+# own writable subtree of them (systemd_host.py up --writable-cgroups: the limits are enforced).
+SYSTEMD_WRITABLE := LNSFLEET_SYSTEMD_CGROUPS=writable LNSFLEET_SYSTEMD_HOST=s2
+SYSTEMD_WRITABLE_TESTS := resources or oneshot
 
 # Steps of `make test`, in order (fleet = the molecule scenarios under extensions/molecule).
 TEST_STEPS := sanity units integration lint fleet
@@ -116,8 +121,11 @@ integration: venv apt copy collection
 	scripts/run-pytest.sh $(COPY) tests/integration/systemd $(BIN)/python $(TEST_ROOT) $(PYTEST_ARGS) \
 		2>&1 | tee $(BUILD)/systemd-tests.log; \
 	[[ $${PIPESTATUS[0]} -eq 0 ]] || status=1; \
+	$(SYSTEMD_WRITABLE) scripts/run-pytest.sh $(COPY) tests/integration/systemd $(BIN)/python $(TEST_ROOT) \
+		-k '$(SYSTEMD_WRITABLE_TESTS)' $(PYTEST_ARGS) 2>&1 | tee $(BUILD)/systemd-writable-tests.log; \
+	[[ $${PIPESTATUS[0]} -eq 0 ]] || status=1; \
 	if [[ $$status -ne 0 ]]; then \
-		for part in engine systemd; do \
+		for part in engine systemd systemd-writable; do \
 			echo "==== integration: $$part tests $$(tail -n 1 $(BUILD)/$$part-tests.log)"; \
 			grep -E '^(FAILED|ERROR) ' $(BUILD)/$$part-tests.log || true; \
 		done; \
@@ -132,6 +140,8 @@ integration-engine: venv apt copy collection
 integration-systemd: venv apt copy collection
 	@scripts/require-root.sh 'make integration'
 	@scripts/run-pytest.sh $(COPY) tests/integration/systemd $(BIN)/python $(TEST_ROOT) $(PYTEST_ARGS)
+	@$(SYSTEMD_WRITABLE) scripts/run-pytest.sh $(COPY) tests/integration/systemd $(BIN)/python $(TEST_ROOT) \
+		-k '$(SYSTEMD_WRITABLE_TESTS)' $(PYTEST_ARGS)
 
 integration-targets: venv apt copy collection
 	@scripts/require-root.sh 'make integration'

@@ -49,6 +49,14 @@ options:
         before anything changes. After a start or a live change it reads the limits back from the kernel and fails
         when one is not in force. A change of O(resources) alone applies live (C(systemctl set-property --runtime),
         the unit file holding the new limits for the next start).
+      - A one-shot (O(detach=false)) run by root on a host booted with systemd (C(/run/systemd/system) exists) gets a
+        transient scope instead of a cgroup of the engine's own, so systemd's cgroup tree stays its own:
+        C(systemd-run --scope --collect) makes C(linuxns-run-NAME-PID-RANDOM.scope) with the limits as C(MemoryMax=),
+        C(TasksMax=) and C(CPUQuota=) around a holder process (C(cat) reading a pipe of the module), the limits are
+        read back from the kernel before the command runs, and the command joins the scope before it creates any
+        namespace. The holder is one task of the scope (C(TasksMax=) is C(pids_max) + 1). When the run ends the
+        holder exits and systemd removes the empty scope; the result names it in RV(unit), with RV(supervisor=systemd).
+        A limit systemd could not enforce there fails the task before the scope is made.
       - Any other key fails the task, naming it.
     type: dict
 '''

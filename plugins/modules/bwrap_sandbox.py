@@ -446,12 +446,16 @@ cgroup:
   sample: /linuxns/web
 supervisor:
   description:
-    - Who supervises the service, V(systemd) or V(engine) (see O(supervisor)); for a one-shot, V(engine).
+    - Who supervises the service, V(systemd) or V(engine) (see O(supervisor)); for a one-shot, V(engine), or
+      V(systemd) when it ran in a transient scope (O(resources) on a host booted with systemd).
   returned: always
   type: str
   sample: systemd
 unit:
-  description: The systemd unit of the service (C(linuxns-NAME.service)); null under the engine and once absent.
+  description:
+    - The systemd unit of the service (C(linuxns-NAME.service)); null under the engine and once absent.
+    - For a one-shot with O(resources) on a host booted with systemd, the transient scope it ran in
+      (C(linuxns-run-NAME-PID-RANDOM.scope), gone once the run ended); else null.
   returned: always
   type: str
   sample: linuxns-web.service

@@ -295,7 +295,7 @@ def test_a_oneshot_with_resources_runs_in_a_transient_scope(systemd_host):
     assert scoped['unit'] in scoped['cgroup'], scoped
     assert scoped['resources'] == {'memory_max': 32 << 20, 'pids_max': 16, 'cpu_max': 0.5}, scoped
     # The command itself ran in the scope, in the memory, pids and cpu hierarchies alike.
-    members = [line for line in scoped['stdout_lines'] if line.split(':')[1] in ('memory', 'pids', 'cpu,cpuacct')]
+    members = [line for line in scoped['stdout_lines'] if line.split(':')[1] in ('memory', 'pids', 'cpu', 'cpu,cpuacct')]
     assert len(members) == 3 and all(line.endswith('/' + scoped['unit']) for line in members), scoped['stdout']
     assert hog['_status'] == 'ignored' and hog['oom_killed'] is True, hog
     assert 'OOM' in hog['msg'] and 'survived' not in hog['stdout'], hog
