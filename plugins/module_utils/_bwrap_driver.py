@@ -232,6 +232,25 @@ def _pidfd_open(pid):
     return os.pidfd_open(pid)
 
 
+def _outer_bwrap_pidfd(pid1):
+    """A pidfd of the bwrap process whose child ``pid1`` is (None when its parent is not bwrap). The
+    parent is checked again once the pidfd is open: while ``pid1`` is its child the PID is not reused."""
+    parent = _bwrap._ppid(pid1)
+    if not parent or parent <= 1:
+        return None
+    try:
+        with open('/proc/%d/comm' % parent, 'rb') as handle:
+            if handle.read().strip() != b'bwrap':
+                return None
+        pidfd = _pidfd_open(parent)
+    except (IOError, OSError):
+        return None
+    if _bwrap._ppid(pid1) != parent:
+        os.close(pidfd)
+        return None
+    return pidfd
+
+
 def _init_source():
     """The source of the collection's init (also from inside AnsiballZ's zip), plus its main."""
     from ansible_collections.linuxns.isolation.plugins.module_utils import _init
@@ -596,7 +615,9 @@ class BwrapDriver(Driver):
 
     def begin_stop(self, store, record, stop_signal):
         """Send the stop request (to the command, or to the in-sandbox init that takes it); return a
-        pidfd of the sandbox's PID 1 to wait on (the caller closes it), None when it is gone."""
+        pidfd to wait on (the caller closes it), None when the sandbox is gone: bwrap's outside the
+        sandbox when it is still the parent of the sandbox's PID 1, else that PID 1's. bwrap exits a
+        moment after its child, so waiting for it waits for both and a stop leaves no bwrap behind."""
         if not store.is_live(record):
             return None
         try:
@@ -605,6 +626,7 @@ class BwrapDriver(Driver):
             if exc.errno == errno.ESRCH:
                 return None
             raise
+        outer = None
         try:
             # The pidfd was opened before this check, so it is the record's process.
             if not store.is_live(record):
@@ -612,6 +634,7 @@ class BwrapDriver(Driver):
                 return None
             target = record.service_pid
             supervised = isinstance(record.spec, dict) and record.spec.get('restart', 'no') != 'no'
+            outer = _outer_bwrap_pidfd(record.pid)
             # The in-sandbox init takes the stop request itself (and stops restarting);
             # bwrap's own reaper ignores it, so the command gets it directly.
             if target and target != record.pid and stop_signal != signal.SIGKILL and not supervised:
@@ -620,8 +643,13 @@ class BwrapDriver(Driver):
                 store.signal(record, stop_signal)
         except BaseException:
             os.close(pid1)
+            if outer is not None:
+                os.close(outer)
             raise
-        return pid1
+        if outer is None:
+            return pid1
+        os.close(pid1)
+        return outer
 
     @staticmethod
     def _signal_child(parent, child, sig):
