@@ -50,7 +50,7 @@ options:
         when one is not in force. A change of O(resources) alone applies live (C(systemctl set-property --runtime),
         the unit file holding the new limits for the next start).
       - A one-shot (O(detach=false)) run by root on a host booted with systemd (C(/run/systemd/system) exists) gets a
-        transient scope instead of a cgroup of the engine's own, so systemd's cgroup tree stays its own:
+        transient scope instead of a cgroup of the engine's own, so systemd's cgroup tree stays its own.
         C(systemd-run --scope --collect) makes C(linuxns-run-NAME-PID-RANDOM.scope) with the limits as C(MemoryMax=),
         C(TasksMax=) and C(CPUQuota=) around a holder process (C(cat) reading a pipe of the module), the limits are
         read back from the kernel before the command runs, and the command joins the scope before it creates any

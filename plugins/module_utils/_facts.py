@@ -140,18 +140,24 @@ def service_facts(store, names=None):
     return services, warnings
 
 
-def gather(store, types=None, names=None, pid=None):
+def gather(store, types=None, names=None, pid=None, systemd_units=False):
     """``({'namespaces': [...], 'services': [...]}, warnings)`` as ``ns_info`` returns them.
 
     ``store`` may be ``None`` when the state dir does not exist (no services).
     ``names`` narrows ``services``, and ``namespaces`` to those the named
     live services are in; ``pid`` narrows ``namespaces`` to those that
-    process is in; ``types`` narrows ``namespaces`` by type.
+    process is in; ``types`` narrows ``namespaces`` by type. ``systemd_units``: also list systemd
+    services not started since boot (they have a spec file and no record; the default state dir only).
     """
     if store is None:
         services, warnings = [], []
     else:
         services, warnings = service_facts(store, names)
+    if systemd_units:
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _supervision_facts
+        units, unit_warnings = _supervision_facts.unrecorded_units(set(s['name'] for s in services), names)
+        services = sorted(services + units, key=lambda service: service['name'])
+        warnings.extend(unit_warnings)
 
     members = None
     if pid is not None:

@@ -34,3 +34,33 @@ def of(record, alive):
         except LinuxnsError:
             cgroup, resources = record.cgroup, None
     return {'supervisor': supervisor, 'unit': unit, 'enabled': enabled, 'cgroup': cgroup, 'resources': resources}
+
+
+def unrecorded_units(recorded_names, names=None, services_dir=None):
+    """``(services, warnings)``: the systemd services whose spec file exists but who have no record
+    in the state directory (a unit not started since the host booted: the records live in /run).
+    Each is listed as not alive, in state ``stopped``; only root reads the spec files."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _systemd_resolve
+    services_dir = services_dir or _systemd_resolve.SERVICES_DIR
+    if os.geteuid() != 0 or not os.path.isdir(services_dir):
+        return [], []
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _systemd_spec, _systemd_unit
+    from ansible_collections.linuxns.isolation.plugins.module_utils._errors import StoreError
+    found, warnings = [], []
+    for entry in sorted(os.listdir(services_dir)):
+        name = entry[:-len('.json')] if entry.endswith('.json') else None
+        if not name or name in recorded_names or (names is not None and name not in names):
+            continue
+        try:
+            spec = _systemd_spec.read(name, services_dir)
+        except StoreError as exc:
+            warnings.append("service '%s': %s" % (name, exc))
+            continue
+        found.append({
+            'name': name, 'module': spec['module'], 'alive': False, 'state': 'stopped', 'pid': None,
+            'service_pid': None, 'spec_hash': None, 'started_at': None, 'restarts': 0, 'owner': spec.get('owner'),
+            'version': None, 'last_exit': None, 'log_path': None, 'namespaces': {}, 'isolated': [], 'joined': [],
+            'supervisor': 'systemd', 'unit': _systemd_unit.unit_name(name),
+            'enabled': os.path.lexists(_systemd_unit.wants_path(name)), 'cgroup': None, 'resources': None,
+        })
+    return found, warnings

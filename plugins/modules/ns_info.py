@@ -132,7 +132,11 @@ namespaces:
       type: str
       sample: sleep 300
 services:
-  description: Services recorded in the store under O(state_dir), sorted by name.
+  description:
+    - Services recorded in the store under O(state_dir), sorted by name.
+    - With the default O(state_dir), run as root, also the systemd-supervised services that have not run since the
+      host booted (a unit not enabled, or stopped; their records live in C(/run)); they are listed with
+      RV(services[].alive=false), RV(services[].state=stopped) and no PIDs.
   returned: always
   type: list
   elements: dict
@@ -151,7 +155,8 @@ services:
         - While the service is alive, what its init last reported, for example C(running), or C(restarting)
           (between two runs of the command; RV(services[].service_pid) is null then); C(running) when it
           reported nothing.
-        - Once it is not alive, C(exited) when its init said so, else C(dead).
+        - Once it is not alive, C(exited) when its init said so, else C(dead); C(stopped) for a systemd-supervised
+          service that has not run since the host booted.
       type: str
     pid:
       description: Host PID of the namespace's PID 1; null when the service is not alive (never a dead PID).
@@ -264,6 +269,12 @@ def _store(state_dir):
     return store_mod.Store(state_dir)
 
 
+def _default_state_dir(state_dir):
+    """Whether O(state_dir) is the default one, the only one systemd-supervised services use."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils._store import default_state_dir
+    return state_dir is None or os.path.normpath(state_dir) == default_state_dir()
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -278,7 +289,8 @@ def main():
     params = module.params
     try:
         facts, warnings = gather(_store(params['state_dir']), types=params['types'],
-                                 names=params['name'], pid=params['pid'])
+                                 names=params['name'], pid=params['pid'],
+                                 systemd_units=_default_state_dir(params['state_dir']))
     except LinuxnsError as exc:
         module.fail_json(msg=str(exc))
     for warning in warnings:

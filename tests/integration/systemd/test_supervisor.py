@@ -247,6 +247,10 @@ def test_services_come_back_after_a_reboot_without_ansible(systemd_host):
         info = only(host.playbook([{'name': 'info', 'linuxns.isolation.ns_info': {}}]))
         alive = dict((s['name'], s['alive']) for s in info['services'])
         assert alive.get('boot-pid') is True and alive.get('boot-box') is True, json.dumps(info['services'])
+        # The unit not enabled did not run since the boot: no record, but ns_info still lists it.
+        off = [s for s in info['services'] if s['name'] == 'boot-off']
+        assert len(off) == 1 and off[0]['state'] == 'stopped' and off[0]['pid'] is None, json.dumps(off)
+        assert off[0]['unit'] == 'linuxns-boot-off.service' and off[0]['enabled'] is False, json.dumps(off)
         pid = [s['pid'] for s in info['services'] if s['name'] == 'boot-pid'][0]
         inside = only(host.playbook([{'name': 'ps', 'linuxns.isolation.ns_exec': {
             'pid': pid, 'argv': ['cat', '/proc/1/cmdline']}}]))
