@@ -38,6 +38,7 @@ import time
 
 from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
 from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher
+from ansible_collections.linuxns.isolation.plugins.module_utils import _logcap
 from ansible_collections.linuxns.isolation.plugins.module_utils import _spec
 from ansible_collections.linuxns.isolation.plugins.module_utils._spec import (
     LifecycleSpec, NamespaceSpec, ProcessSpec)
@@ -598,25 +599,43 @@ def comm_of(pid):
         return ''
 
 
-def service_pss(pid):
+def log_reader_pids(log_path):
+    """The engine's log reader of ``log_path``: a process of its own (not a child of the init) whose
+    last argument is ``linuxns-log LOG_PATH``."""
+    want = ('%s %s' % (_logcap.READER_NAME, log_path)).encode()
+    found = []
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open('/proc/%s/cmdline' % entry, 'rb') as handle:
+                    if handle.read().split(b'\0')[-2:-1] == [want]:
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def service_pss(pid, log_path=None):
     """PSS (KiB) of every host process that exists for one service (its bwrap/unshare parents,
-    init and command), and their names."""
+    init and command, and the log reader of ``log_path``), and their names."""
     top = pid
     while comm_of(ppid_of(top)) in ('bwrap', 'unshare', 'setpriv'):
         top = ppid_of(top)
     pids = tree(top)
+    for reader in log_reader_pids(log_path) if log_path else ():
+        pids.extend(tree(reader))
     return sum(pss_kib(p) for p in pids), [comm_of(p) for p in pids]
 
 
 def bench_memory(table, opts):
     count = opts.pick(3, 6)
-    cases = [('memory pid_namespace init=builtin: PSS per idle `sleep` service (init + service) vs '
+    cases = [('memory pid_namespace init=builtin: PSS per idle `sleep` service (init + service + log reader) vs '
               '`unshare --pid --fork --mount-proc --kill-child sleep`', 'pid_namespace', {'init': 'builtin'},
               ['unshare', '--pid', '--fork', '--mount-proc', '--kill-child', 'sleep', '3600']),
-             ('memory pid_namespace init=tini: PSS per idle `sleep` service (tini + service) vs '
+             ('memory pid_namespace init=tini: PSS per idle `sleep` service (tini + service + log reader) vs '
               '`unshare --pid --fork --mount-proc --kill-child sleep`', 'pid_namespace', {'init': 'tini'},
               ['unshare', '--pid', '--fork', '--mount-proc', '--kill-child', 'sleep', '3600']),
-             ('memory bwrap: PSS per idle `sleep` sandbox vs the same bwrap argv as nobody', 'bwrap_sandbox', {},
+             ('memory bwrap: PSS per idle `sleep` sandbox (bwrap + service + log reader) vs the same bwrap argv as nobody', 'bwrap_sandbox', {},
               None)]
     cases = [c for c in cases if opts.wants(c[0])]
     if not cases:
@@ -644,7 +663,8 @@ def bench_memory(table, opts):
             store = Store(state_dir)
             ours, theirs, procs_ours, procs_theirs = [], [], '', ''
             for n in case_names:
-                kib, comms = service_pss(store.read(n).pid)
+                record = store.read(n)
+                kib, comms = service_pss(record.pid, record.log_path)
                 ours.append(kib)
                 procs_ours = '+'.join(comms)
             for anchor in started:
