@@ -742,12 +742,13 @@ for name in json.loads(sys.argv[1]):
     if record.get('unit'):
         main = subprocess.run(['systemctl', 'show', '--value', '-p', 'MainPID', record['unit']],
                               stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
-        pids |= tree(int(main))
+        if main.isdigit() and int(main) > 0:
+            pids |= tree(int(main))
     if record.get('log_path'):
         for pid in [p for ps in kids.values() for p in ps]:
             if read(pid, 'cmdline').split(b'\0')[-2:-1] == [b'linuxns-log ' + record['log_path'].encode()]:
                 pids |= tree(pid)
-    result[name] = {'kib': sum(pss(p) for p in pids),
+    result[name] = {'kib': sum(pss(p) for p in pids), 'unit': record.get('unit'),
                     'comms': sorted(read(p, 'comm').decode().strip() for p in pids)}
 print(json.dumps(result))
 '''
@@ -870,10 +871,13 @@ def systemd_memory(table, opts, host, label):
         measured = json.loads(host.ssh(['python3', '-c', REMOTE_PSS, json.dumps(every)]))
         kib = dict((sup, [measured[n]['kib'] for n in names[sup]]) for sup in SUPERVISORS)
         comms = dict((sup, '+'.join(measured[names[sup][0]]['comms'])) for sup in SUPERVISORS)
-        table.add(label, kib['systemd'], kib['engine'], 'MiB',
+        wrong = [n for sup in SUPERVISORS for n in names[sup]
+                 if bool(measured[n]['unit']) != (sup == 'systemd') or 'sleep' not in measured[n]['comms']]
+        table.add(label, kib['systemd'], kib['engine'], 'MiB', ok=not wrong,
                   note='value: systemd, anchor: engine; %d of each running at once, median per service; '
-                       'systemd: %s; engine: %s; systemd\'s own per-unit state (PID 1, journald) not counted'
-                       % (count, comms['systemd'], comms['engine']))
+                       'systemd: %s; engine: %s; systemd\'s own per-unit state (PID 1, journald) not counted%s'
+                       % (count, comms['systemd'], comms['engine'],
+                          '; WRONG supervisor or no sleep: %s' % ', '.join(wrong) if wrong else ''))
     finally:
         host.run_play(host.play([sd_task(n, None, 'absent') for sup in SUPERVISORS for n in names[sup]],
                                 'memory-down'))
@@ -887,6 +891,7 @@ def systemd_latency(table, opts, host, todo):
     samples = dict((key, dict((sup, []) for sup in SUPERVISORS))
                    for key in ('start', 'stop', 'start on target', 'stop on target'))
     problems = []
+    host.module_times()  # forget the memory rows' module runs
 
     def cycle(sup, keep):
         for state, key in (('started', 'start'), ('stopped', 'stop')):
@@ -894,6 +899,8 @@ def systemd_latency(table, opts, host, todo):
             result = host.run_play(plays[(sup, state)])
             took = time.perf_counter() - start
             on_target = host.module_times()
+            if len(on_target) != 1:
+                problems.append('%s %s: %d module times recorded on the host, want 1' % (sup, state, len(on_target)))
             if not result.get('changed') or result.get('state') != state or result.get('supervisor') != sup:
                 problems.append('%s %s: changed=%s state=%s supervisor=%s' % (
                     sup, state, result.get('changed'), result.get('state'), result.get('supervisor')))
