@@ -15,7 +15,8 @@ Every comparison runs ours and its anchor in the same process, alternating (A B,
 warm-up runs are discarded; each value is the median of the repetitions, the ratio the median
 of the per-pair ratios, and the table prints n and the spread (min..max). The table also goes to
 ``.build/bench.md``. Groups: spawn, enter, task, services, latency, memory, fleet (docs/performance.md
-explains each row). Everything the bench starts (services, sandboxes, fleet hosts and their netns)
+explains each row), systemd (the two supervisors side by side on a systemd-nspawn host). Everything the bench
+starts (services, sandboxes, fleet hosts, the systemd host and their netns)
 is removed again, also when a row fails.
 """
 
@@ -26,6 +27,7 @@ import json
 import os
 import platform
 import select
+import shlex
 import shutil
 import signal
 import statistics
@@ -36,6 +38,7 @@ import time
 
 from ansible_collections.linuxns.isolation.plugins.module_utils import _inspect
 from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher
+from ansible_collections.linuxns.isolation.plugins.module_utils import _logcap
 from ansible_collections.linuxns.isolation.plugins.module_utils import _spec
 from ansible_collections.linuxns.isolation.plugins.module_utils._spec import (
     LifecycleSpec, NamespaceSpec, ProcessSpec)
@@ -48,7 +51,7 @@ FLEET = os.path.join(REPO, 'scripts', 'fleet', 'fleet.py')
 INVENTORY_VARS = os.path.join(REPO, 'playbooks', 'inventory', 'group_vars')
 REPORT = os.path.join(REPO, '.build', 'bench.md')
 HANG_GUARD = 1800
-GROUPS = ('spawn', 'enter', 'task', 'services', 'latency', 'memory', 'fleet')
+GROUPS = ('spawn', 'enter', 'task', 'services', 'latency', 'memory', 'systemd', 'fleet')
 NOBODY = 65534
 # A unique prefix for every name the bench gives a service (other runs share /run/linuxns).
 TAG = 'lnsbench%d' % os.getpid()
@@ -563,7 +566,7 @@ def bench_latency(table, opts):
             shutil.rmtree(state_dir, ignore_errors=True)
         if opts.wants(labels[0]):
             table.add(labels[0], starts, None, 'ms', note='includes the start window (0.3 s) the engine '
-                      'watches before it reports a start; no systemd supervisor in this round')
+                      'watches before it reports a start; systemd vs engine: the `systemd start` rows')
         if opts.wants(labels[1]):
             table.add(labels[1], stops, None, 'ms', note='SIGTERM, `sleep` exits at once; record removed')
 
@@ -596,25 +599,43 @@ def comm_of(pid):
         return ''
 
 
-def service_pss(pid):
+def log_reader_pids(log_path):
+    """The engine's log reader of ``log_path``: a process of its own (not a child of the init) whose
+    last argument is ``linuxns-log LOG_PATH``."""
+    want = ('%s %s' % (_logcap.READER_NAME, log_path)).encode()
+    found = []
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open('/proc/%s/cmdline' % entry, 'rb') as handle:
+                    if handle.read().split(b'\0')[-2:-1] == [want]:
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def service_pss(pid, log_path=None):
     """PSS (KiB) of every host process that exists for one service (its bwrap/unshare parents,
-    init and command), and their names."""
+    init and command, and the log reader of ``log_path``), and their names."""
     top = pid
     while comm_of(ppid_of(top)) in ('bwrap', 'unshare', 'setpriv'):
         top = ppid_of(top)
     pids = tree(top)
+    for reader in log_reader_pids(log_path) if log_path else ():
+        pids.extend(tree(reader))
     return sum(pss_kib(p) for p in pids), [comm_of(p) for p in pids]
 
 
 def bench_memory(table, opts):
     count = opts.pick(3, 6)
-    cases = [('memory pid_namespace init=builtin: PSS per idle `sleep` service (init + service) vs '
+    cases = [('memory pid_namespace init=builtin: PSS per idle `sleep` service (init + service + log reader) vs '
               '`unshare --pid --fork --mount-proc --kill-child sleep`', 'pid_namespace', {'init': 'builtin'},
               ['unshare', '--pid', '--fork', '--mount-proc', '--kill-child', 'sleep', '3600']),
-             ('memory pid_namespace init=tini: PSS per idle `sleep` service (tini + service) vs '
+             ('memory pid_namespace init=tini: PSS per idle `sleep` service (tini + service + log reader) vs '
               '`unshare --pid --fork --mount-proc --kill-child sleep`', 'pid_namespace', {'init': 'tini'},
               ['unshare', '--pid', '--fork', '--mount-proc', '--kill-child', 'sleep', '3600']),
-             ('memory bwrap: PSS per idle `sleep` sandbox vs the same bwrap argv as nobody', 'bwrap_sandbox', {},
+             ('memory bwrap: PSS per idle `sleep` sandbox (bwrap + service + log reader) vs the same bwrap argv as nobody', 'bwrap_sandbox', {},
               None)]
     cases = [c for c in cases if opts.wants(c[0])]
     if not cases:
@@ -642,7 +663,8 @@ def bench_memory(table, opts):
             store = Store(state_dir)
             ours, theirs, procs_ours, procs_theirs = [], [], '', ''
             for n in case_names:
-                kib, comms = service_pss(store.read(n).pid)
+                record = store.read(n)
+                kib, comms = service_pss(record.pid, record.log_path)
                 ours.append(kib)
                 procs_ours = '+'.join(comms)
             for anchor in started:
@@ -663,6 +685,246 @@ def bench_memory(table, opts):
                 anchor.wait()
             shutil.rmtree(state_dir, ignore_errors=True)
             shutil.rmtree(plays)
+
+
+# ---------------------------------------------------------------------------
+# systemd vs engine supervisor, side by side on one systemd host (systemd-nspawn, systemd as PID 1)
+
+SYSTEMD_TOOL = os.path.join(REPO, 'scripts', 'fleet', 'systemd_host.py')
+SYSTEMD_HOST = 's6'  # s1 and s7 belong to the tests
+SUPERVISORS = ('engine', 'systemd')
+# On the host: the interpreter Ansible runs the module with. It appends the nanoseconds from exec
+# to exit of the module's own python process to TIMES, so the on-target time leaves out
+# ansible-playbook's start, the SSH connection and the module transfer.
+TIMES = '/run/lnsbench-module-ns'
+WRAPPER = '/usr/local/bin/lnsbench-python3'
+WRAPPER_TEXT = ('#!/bin/sh\nstart=$(date +%%s%%N)\n/usr/bin/python3 "$@"\nrc=$?\n'
+                'echo $(( $(date +%%s%%N) - start )) >> %s\nexit $rc\n' % TIMES)
+# On the host, argv[1] = JSON list of service names: PSS (KiB) and process names per service, from
+# its record in /run/linuxns. A service's processes: the tree of the namespace's PID 1 (init +
+# command), with systemd also the tree of the unit's main process (the runtime), and the engine's
+# log reader (a python process of its own whose last argument is 'linuxns-log LOG_PATH').
+REMOTE_PSS = r'''
+import json, os, subprocess, sys
+def ppid(pid):
+    with open('/proc/%d/stat' % pid, 'rb') as h:
+        data = h.read()
+    return int(data[data.rindex(b')') + 2:].split()[1])
+def read(pid, what):
+    try:
+        with open('/proc/%d/%s' % (pid, what), 'rb') as h:
+            return h.read()
+    except OSError:
+        return b''
+def pss(pid):
+    for line in read(pid, 'smaps_rollup').decode().splitlines():
+        if line.startswith('Pss:'):
+            return int(line.split()[1])
+    return 0
+kids = {}
+for entry in os.listdir('/proc'):
+    if entry.isdigit():
+        try:
+            kids.setdefault(ppid(int(entry)), []).append(int(entry))
+        except OSError:
+            pass
+def tree(pid):
+    out, todo = set(), [pid]
+    while todo:
+        out.add(todo[-1])
+        todo.extend(kids.get(todo.pop(), []))
+    return out
+result = {}
+for name in json.loads(sys.argv[1]):
+    with open('/run/linuxns/%s.json' % name) as h:
+        record = json.load(h)
+    pids = tree(record['pid'])
+    if record.get('unit'):
+        main = subprocess.run(['systemctl', 'show', '--value', '-p', 'MainPID', record['unit']],
+                              stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
+        if main.isdigit() and int(main) > 0:
+            pids |= tree(int(main))
+    if record.get('log_path'):
+        for pid in [p for ps in kids.values() for p in ps]:
+            if read(pid, 'cmdline').split(b'\0')[-2:-1] == [b'linuxns-log ' + record['log_path'].encode()]:
+                pids |= tree(pid)
+    result[name] = {'kib': sum(pss(p) for p in pids), 'unit': record.get('unit'),
+                    'comms': sorted(read(p, 'comm').decode().strip() for p in pids)}
+print(json.dumps(result))
+'''
+
+
+def systemd_tool(*args):
+    return run([sys.executable, SYSTEMD_TOOL] + list(args), stdout=subprocess.PIPE)
+
+
+class BenchHost(object):
+    """The booted systemd host: ssh, an inventory and one-host plays (results through the tree callback)."""
+
+    def __init__(self, info, tmp):
+        self.info, self.tmp = info, tmp
+        self.ssh_options = [w for w in fleet('ssh-options').stdout.decode().split('\n') if w]
+        host = {'ansible_host': info['address'], 'ansible_user': 'root',
+                'ansible_ssh_private_key_file': info['identity_file'],
+                'ansible_ssh_common_args': ' '.join("'%s'" % w if ' ' in w else w for w in self.ssh_options),
+                'ansible_python_interpreter': WRAPPER}
+        self.inventory = os.path.join(tmp, 'inventory.json')
+        with open(self.inventory, 'w') as handle:
+            json.dump({'all': {'hosts': {SYSTEMD_HOST: host}}}, handle)
+        self.env = {'ANSIBLE_SSH_ARGS': '-o ControlMaster=no -o ControlPersist=no', 'ANSIBLE_PIPELINING': '1'}
+
+    def ssh(self, argv, stdin=None):
+        """Run argv (a list) on the host; its stdout (text)."""
+        command = ' '.join(shlex.quote(str(w)) for w in argv)
+        return run(['ssh', '-i', self.info['identity_file']] + self.ssh_options
+                   + ['-o', 'BatchMode=yes', 'root@' + self.info['address'], command],
+                   stdout=subprocess.PIPE, input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL
+                   ).stdout.decode()
+
+    def play(self, tasks, label):
+        path = os.path.join(self.tmp, label + '.yml')
+        with open(path, 'w') as handle:
+            json.dump([{'name': label, 'hosts': SYSTEMD_HOST, 'gather_facts': False, 'tasks': tasks}], handle)
+        return path
+
+    def run_play(self, path):
+        return run_play(path, self.inventory, self.env)[SYSTEMD_HOST]
+
+    def module_times(self):
+        """On-target seconds of every module run since the last call (and forget them)."""
+        text = self.ssh(['sh', '-c', 'cat %s 2>/dev/null; rm -f %s' % (TIMES, TIMES)])
+        return [int(line) / 1e9 for line in text.split()]
+
+
+def sd_task(name, supervisor, state='started'):
+    args = {'name': name, 'state': state}
+    if state != 'absent':
+        args.update({'argv': ['sleep', '3600'], 'supervisor': supervisor})
+    return {'name': '%s %s' % (state, name), 'linuxns.isolation.pid_namespace': args}
+
+
+def systemd_unavailable():
+    """Why no systemd host can be booted here (None when it can): no tool, no nspawn, no rootfs."""
+    if not os.path.exists(SYSTEMD_TOOL):
+        return 'scripts/fleet/systemd_host.py not present'
+    if shutil.which('systemd-nspawn') is None:
+        return 'systemd-nspawn not installed (apt-get install systemd-container)'
+    try:
+        systemd_tool('build-rootfs')  # a no-op when the cached rootfs is complete
+    except RuntimeError as exc:
+        return 'the systemd rootfs cannot be built: %s' % ' '.join(str(exc).split())[-300:]
+    return None
+
+
+def bench_systemd(table, opts):
+    labels = {
+        'memory': 'systemd memory: PSS per idle `sleep` service, supervisor systemd (runtime + init + sleep) vs '
+                  'engine (init + sleep + log reader), same systemd host',
+        'start': 'systemd start, whole ansible-playbook run: one pid_namespace task stopped -> started, '
+                 'supervisor systemd vs engine',
+        'start on target': 'systemd start on target: the module\'s python process (exec to exit) of that task, '
+                           'systemd vs engine',
+        'stop': 'systemd stop, whole ansible-playbook run: one pid_namespace task started -> stopped, '
+                'supervisor systemd vs engine',
+        'stop on target': 'systemd stop on target: the module\'s python process (exec to exit) of that task, '
+                          'systemd vs engine'}
+    todo = dict((key, label) for key, label in labels.items() if opts.wants(label))
+    if not todo:
+        return
+    why = systemd_unavailable()
+    if why:
+        for label in todo.values():
+            table.miss(label, 'skipped: ' + why, counts=False)
+        return
+    tmp = tempfile.mkdtemp(prefix='lns-bench-systemd-')
+    try:
+        systemd_tool('down', SYSTEMD_HOST)  # leftovers of an earlier, crashed run
+        try:
+            info = json.loads(systemd_tool('up', SYSTEMD_HOST).stdout.decode())
+        except RuntimeError as exc:
+            for label in todo.values():
+                table.miss(label, 'skipped: systemd host %s did not boot: %s'
+                           % (SYSTEMD_HOST, ' '.join(str(exc).split())[-300:]), counts=False)
+            return
+        host = BenchHost(info, tmp)
+        host.ssh(['sh', '-c', 'cat > %s && chmod 755 %s' % (WRAPPER, WRAPPER)], stdin=WRAPPER_TEXT.encode())
+        if 'memory' in todo:
+            systemd_memory(table, opts, host, todo['memory'])
+        if set(todo) - {'memory'}:
+            systemd_latency(table, opts, host, todo)
+    finally:
+        try:
+            systemd_tool('down', SYSTEMD_HOST)
+        finally:
+            shutil.rmtree(tmp)
+
+
+def systemd_memory(table, opts, host, label):
+    count = opts.pick(3, 5)
+    names = dict((sup, ['%s-m%s%d' % (TAG, sup[0], i) for i in range(count)]) for sup in SUPERVISORS)
+    # Interleaved, so both supervisors' services start under the same conditions.
+    tasks = [sd_task(names[sup][i], sup) for i in range(count) for sup in SUPERVISORS]
+    host.run_play(host.play(tasks, 'memory-up'))
+    try:
+        time.sleep(2)  # let every service settle into its idle state
+        every = names['engine'] + names['systemd']
+        measured = json.loads(host.ssh(['python3', '-c', REMOTE_PSS, json.dumps(every)]))
+        kib = dict((sup, [measured[n]['kib'] for n in names[sup]]) for sup in SUPERVISORS)
+        comms = dict((sup, '+'.join(measured[names[sup][0]]['comms'])) for sup in SUPERVISORS)
+        wrong = [n for sup in SUPERVISORS for n in names[sup]
+                 if bool(measured[n]['unit']) != (sup == 'systemd') or 'sleep' not in measured[n]['comms']]
+        table.add(label, kib['systemd'], kib['engine'], 'MiB', ok=not wrong,
+                  note='value: systemd, anchor: engine; %d of each running at once, median per service; '
+                       'systemd: %s; engine: %s; systemd\'s own per-unit state (PID 1, journald) not counted%s'
+                       % (count, comms['systemd'], comms['engine'],
+                          '; WRONG supervisor or no sleep: %s' % ', '.join(wrong) if wrong else ''))
+    finally:
+        host.run_play(host.play([sd_task(n, None, 'absent') for sup in SUPERVISORS for n in names[sup]],
+                                'memory-down'))
+
+
+def systemd_latency(table, opts, host, todo):
+    reps = opts.pick(3, 7)
+    names = dict((sup, '%s-l%s' % (TAG, sup)) for sup in SUPERVISORS)
+    plays = dict(((sup, state), host.play([sd_task(names[sup], sup, state)], '%s-%s' % (sup, state)))
+                 for sup in SUPERVISORS for state in ('started', 'stopped'))
+    samples = dict((key, dict((sup, []) for sup in SUPERVISORS))
+                   for key in ('start', 'stop', 'start on target', 'stop on target'))
+    problems = []
+    host.module_times()  # forget the memory rows' module runs
+
+    def cycle(sup, keep):
+        for state, key in (('started', 'start'), ('stopped', 'stop')):
+            start = time.perf_counter()
+            result = host.run_play(plays[(sup, state)])
+            took = time.perf_counter() - start
+            on_target = host.module_times()
+            if len(on_target) != 1:
+                problems.append('%s %s: %d module times recorded on the host, want 1' % (sup, state, len(on_target)))
+            if not result.get('changed') or result.get('state') != state or result.get('supervisor') != sup:
+                problems.append('%s %s: changed=%s state=%s supervisor=%s' % (
+                    sup, state, result.get('changed'), result.get('state'), result.get('supervisor')))
+            if keep:
+                samples[key][sup].append(took)
+                samples[key + ' on target'][sup].extend(on_target)
+    try:
+        for sup in SUPERVISORS:  # warm-up (discarded): from absent, which also writes the unit file
+            cycle(sup, False)
+        for rep in range(reps):
+            for sup in (SUPERVISORS if rep % 2 == 0 else SUPERVISORS[::-1]):
+                cycle(sup, True)
+    finally:
+        host.run_play(host.play([sd_task(n, None, 'absent') for n in names.values()], 'latency-down'))
+    note = '; '.join(problems[:3]) or 'every run changed the service to the state asked'
+    for key, label in todo.items():
+        if key == 'memory':
+            continue
+        mine, theirs = samples[key]['systemd'], samples[key]['engine']
+        how = ('ssh, module transfer and ansible-playbook start included' if ' on target' not in key
+               else 'what the module itself takes on the host')
+        table.add(label, mine, theirs, 's' if ' on target' not in key else 'ms',
+                  ratios=[x / y for x, y in zip(mine, theirs)], ok=not problems,
+                  note='value: systemd, anchor: engine; alternated; %s; %s' % (how, note))
 
 
 # ---------------------------------------------------------------------------
@@ -791,7 +1053,8 @@ def main():
     started = time.perf_counter()
     table = Table()
     benches = {'spawn': bench_spawn, 'enter': bench_enter, 'task': bench_task, 'services': bench_services,
-               'latency': bench_latency, 'memory': bench_memory, 'fleet': bench_fleet}
+               'latency': bench_latency, 'memory': bench_memory, 'systemd': bench_systemd,
+               'fleet': bench_fleet}
     for group in GROUPS:
         if opts.wants_group(group):
             try:
