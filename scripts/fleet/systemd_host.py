@@ -226,6 +226,10 @@ def writable_cgroups(name, pid1):
 # ---------------------------------------------------------------- boot
 
 
+# SYSTEMD_SECCOMP=0: nspawn puts no seccomp filter of its own on the container, as on a machine
+# booted with systemd. Under one, every process there (the modules too) would be filtered, and a
+# filtered process may not read another's filter back (PTRACE_SECCOMP_GET_FILTER), which
+# ns_exec name: does to copy the service's.
 BOOT_SCRIPT = r"""
 set -eu
 name=$1 lower=$2 dir=$3 netns=$4
@@ -237,7 +241,7 @@ done
 mount --make-rprivate /
 mkdir -p "$dir/upper" "$dir/work" "$dir/merged"
 mount -t overlay overlay -o "lowerdir=$lower,upperdir=$dir/upper,workdir=$dir/work" "$dir/merged"
-exec systemd-nspawn --quiet --register=no --keep-unit --console=read-only \
+exec env SYSTEMD_SECCOMP=0 systemd-nspawn --quiet --register=no --keep-unit --console=read-only \
     --machine="$name" --hostname="$name" -D "$dir/merged" \
     --network-namespace-path="/run/netns/$netns" -b
 """

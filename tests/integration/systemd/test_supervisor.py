@@ -72,10 +72,9 @@ def test_four_steps_then_absent_leaves_nothing(systemd_host):
                          '/etc/systemd/system/linuxns-web.service']).stdout == spec_mtime  # no file touched
         assert statuses(host.playbook([task], check=True)) == ['ok']
 
-        # ns_exec enters it; it sees only its own processes. (pid:, not name: here: inside
-        # systemd-nspawn, reading a process's seccomp filter, which name: copies, is denied.)
+        # ns_exec finds it by name and enters it; it sees only its own processes.
         inside = only(host.playbook([{'name': 'ps', 'linuxns.isolation.ns_exec': {
-            'pid': first['pid'], 'argv': ['ps', '-e', '-o', 'pid=']}}]))
+            'name': 'web', 'argv': ['ps', '-e', '-o', 'pid=']}}]))
         assert inside['rc'] == 0 and len(inside['stdout_lines']) <= 4, inside
         info = only(host.playbook([{'name': 'info', 'linuxns.isolation.ns_info': {'name': 'web'}}]))
         fact = info['services'][0]
@@ -253,8 +252,10 @@ def test_services_come_back_after_a_reboot_without_ansible(systemd_host):
         assert off[0]['unit'] == 'linuxns-boot-off.service' and off[0]['enabled'] is False, json.dumps(off)
         pid = [s['pid'] for s in info['services'] if s['name'] == 'boot-pid'][0]
         inside = only(host.playbook([{'name': 'ps', 'linuxns.isolation.ns_exec': {
-            'pid': pid, 'argv': ['cat', '/proc/1/cmdline']}}]))
-        assert inside['rc'] == 0
+            'name': 'boot-pid', 'argv': ['cat', '/proc/1/comm']}}]))
+        # PID 1 of the namespace it entered is the service's (host PID from ns_info).
+        assert inside['rc'] == 0, inside
+        assert inside['stdout'] == host.run(['cat', '/proc/%d/comm' % pid]).stdout.strip(), inside
         again = host.playbook(tasks[:2])
         assert statuses(again) == ['ok', 'ok'], again.output
         # The one not enabled is started again by the converge.
