@@ -27,6 +27,9 @@ options:
         the service through systemd. While the service runs, its record in the state directory is the same as under
         the engine, so M(linuxns.isolation.ns_exec) O(linuxns.isolation.ns_exec#module:name) and
         M(linuxns.isolation.ns_info) find it.
+      - After an upgrade of the collection, the first converge of a running service points its unit file at the new
+        runtime (reported as a change) without restarting it; the service keeps running on the old runtime until its
+        next start, and that runtime's copy stays until nothing uses it.
       - Output goes to the journal (C(journalctl -u linuxns-NAME.service)) unless O(log_path) is set. The runtime
         opens O(log_path) itself, as the engine does, never following a link.
       - V(engine) runs the service as before, supervised by the engine's init alone. It is not started at boot.
