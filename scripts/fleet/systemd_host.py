@@ -193,15 +193,26 @@ def cgroup_dirs(name, delegated=None):
     return dirs
 
 
-def remove_cgroups(name):
-    for top in cgroup_dirs(name):
-        if not top.exists():
-            continue
-        # Deepest first; a cgroup goes only once its processes are gone.
-        for path in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts),
-                           reverse=True) + [top]:
-            with contextlib.suppress(OSError):
-                path.rmdir()
+def remove_cgroups(name, timeout=10):
+    # A cgroup goes only once its processes are gone, and a SIGKILLed process (say, of a host
+    # whose nspawn crashed) leaves it only once it has exited: retry for a while.
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [top for top in cgroup_dirs(name) if top.exists()]
+        for top in left:
+            # Deepest first.
+            for path in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts),
+                               reverse=True) + [top]:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+        left = [top for top in left if top.exists()]
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            log("cgroups {0} still busy after {1}s; left in place".format(
+                ", ".join(str(top) for top in left), timeout))
+            return
+        time.sleep(0.1)
 
 
 def is_delegated(name):
