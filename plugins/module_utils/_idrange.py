@@ -232,7 +232,8 @@ def _append_entry(path, start, count):
     _atomic_write(path, text, mode, uid, gid)
 
 
-def _atomic_write(path, text, mode, uid=None, gid=None):
+def _atomic_write(path, text, mode, uid=None, gid=None, durable=True):
+    """Replace ``path`` by ``text`` (a fresh file renamed into place); ``durable``: fsync'ed first."""
     tmp = '%s.linuxns-%d' % (path, os.getpid())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
@@ -241,7 +242,8 @@ def _atomic_write(path, text, mode, uid=None, gid=None):
             if uid is not None:
                 os.fchown(fd, uid, gid)
             os.fchmod(fd, mode)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.rename(tmp, path)
@@ -412,7 +414,12 @@ class Leases(object):
         return sorted(leases, key=lambda lease: (lease.offset, lease.name))
 
     def _write(self, name, lease):
-        _atomic_write(self._path(name), json.dumps(lease, sort_keys=True), 0o600)
+        # A one-shot's lease (held by its process, no service name) is not fsync'ed: it is stale
+        # once its process is gone, so after a crash it is worth nothing, and an empty or lost file
+        # reads as a free block. A service's lease keeps its block (the owner of its files) across
+        # reboots and stays durable.
+        _atomic_write(self._path(name), json.dumps(lease, sort_keys=True), 0o600,
+                      durable=lease.get('name') is not None)
 
     def _unlink(self, name):
         try:

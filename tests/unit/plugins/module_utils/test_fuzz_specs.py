@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap, _lifecycle, _spec, _target
+from ansible_collections.linuxns.isolation.plugins.module_utils import _bwrap, _lifecycle, _ns_exec, _spec, _target
 from ansible_collections.linuxns.isolation.plugins.module_utils._bwrap_driver import (
     BwrapDriver, OPTIONS as BWRAP_OPTIONS, argument_spec as bwrap_argument_spec)
 from ansible_collections.linuxns.isolation.plugins.module_utils._errors import SpecError, TargetError
@@ -246,9 +246,9 @@ def test_ns_exec_options_validate_or_name_the_option(raw, clean_state_dir):
     try:
         if params['timeout'] is not None and params['timeout'] <= 0:
             raise TargetError("option 'timeout': %d must be a positive number of seconds" % params['timeout'])
-        argv = ns_exec._argv(params)
+        argv = _ns_exec._argv(params)
         _target.normalise_types(params['namespaces'])
-        process = ns_exec._process(params, argv)
+        process = _ns_exec._process(params, argv)
         assert process.argv == tuple(argv)
         event('valid')
     except SpecError as exc:

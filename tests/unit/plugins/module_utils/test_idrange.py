@@ -234,6 +234,30 @@ def test_one_shot_lease_is_released_by_process(tmp_path):
     assert sorted(os.listdir(lease_dir)) == ['.lock', '65536+65536']
 
 
+def test_only_service_leases_are_fsynced(tmp_path, monkeypatch):
+    """A one-shot's lease dies with its process (not worth an fsync); a service's keeps its block."""
+    etc = make_etc(tmp_path)
+    lease_dir = str(tmp_path / 'ids')
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, 'fsync', lambda fd: synced.append(os.readlink('/proc/self/fd/%d' % fd)) or real_fsync(fd))
+    _idrange.allocate(_idrange.process_holder(), lease_dir=lease_dir, etc=etc)
+    assert [path for path in synced if path.startswith(lease_dir)] == []
+    _idrange.allocate(holder('svc'), lease_dir=lease_dir, etc=etc)
+    assert len([path for path in synced if path.startswith(lease_dir)]) == 1
+
+
+def test_an_empty_lease_file_is_a_free_block(tmp_path):
+    """What a crash may leave of a lease written without fsync: the block is handed out again."""
+    etc = make_etc(tmp_path)
+    lease_dir = str(tmp_path / 'ids')
+    block = _idrange.allocate(_idrange.process_holder(), lease_dir=lease_dir, etc=etc)
+    (name,) = [entry for entry in os.listdir(lease_dir) if entry != '.lock']
+    with open(os.path.join(lease_dir, name), 'w'):
+        pass
+    assert _idrange.allocate(holder('svc'), lease_dir=lease_dir, etc=etc) == block
+
+
 def test_planted_lease_link_is_not_followed(tmp_path):
     etc = make_etc(tmp_path)
     lease_dir = tmp_path / 'ids'
