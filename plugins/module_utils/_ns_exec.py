@@ -23,6 +23,7 @@ from ansible_collections.linuxns.isolation.plugins.module_utils._errors import (
 )
 from ansible_collections.linuxns.isolation.plugins.module_utils import _target
 
+
 def _text(value):
     if value is None:
         return ''
@@ -90,7 +91,6 @@ class Entry(object):
                           'exited %s (%s); the target needs a test binary (coreutils or busybox) '
                           'in its filesystem' % (option, path, self.target.describe(), result.rc,
                                                  _text(result.stderr) or 'no output'))
-
 
 
 def module_kwargs():
