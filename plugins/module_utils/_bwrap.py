@@ -228,7 +228,7 @@ def bwrap_version(path):
 
 # The version of a bwrap binary, kept across tasks: one entry per path (named by its sha256)
 # holding the binary's identity (device, inode, size, mtime, ctime) and the version. Only root
-# uses it; the directory chain is root's alone (``_zipload.open_cache_dir``) and an entry must be
+# uses it; the directory chain is root's alone (``_zipfinder.open_cache_dir``) and an entry must be
 # a regular root file with one link (``_safeio``); a binary replaced, touched or chmod'ed has a
 # new ctime, so it is asked again.
 VERSION_CACHE_DIR = '/var/cache/linuxns/bwrap-version'  # None: ask every time
@@ -249,8 +249,8 @@ def _version_entry(path):
 
 def _cached_version(path, key):
     """The version stored for ``path`` when it was stored for this very binary; else None."""
-    from ansible_collections.linuxns.isolation.plugins.module_utils import _zipload
-    dir_fd = _zipload.open_cache_dir(VERSION_CACHE_DIR)
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _zipfinder
+    dir_fd = _zipfinder.open_cache_dir(VERSION_CACHE_DIR)
     if dir_fd is None:
         return None
     try:
@@ -272,8 +272,8 @@ def _cached_version(path, key):
 
 def _store_version(path, key, version):
     """Remember ``version`` for this binary (a fresh 0600 file renamed into place); errors ignored."""
-    from ansible_collections.linuxns.isolation.plugins.module_utils import _zipload
-    dir_fd = _zipload.open_cache_dir(VERSION_CACHE_DIR, create=True)
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _zipfinder
+    dir_fd = _zipfinder.open_cache_dir(VERSION_CACHE_DIR, create=True)
     if dir_fd is None:
         return
     entry = _version_entry(path)
@@ -1212,6 +1212,10 @@ def _collect(pid, argv, info_r, status_r, out_r, err_r, in_w, stdin, timeout):
     namespaces = None
     timed_out = False
     wait_status = None
+    # Readable once bwrap exits (it is our unreaped child: the PID cannot be reused). Without
+    # it, bwrap closing its pipes a moment before it exits left the select below to sleep its
+    # whole 50 ms timeout, in about one run in eight.
+    exit_fd = _exit_pidfd(pid)
     try:
         while True:
             if wait_status is None:
@@ -1246,8 +1250,11 @@ def _collect(pid, argv, info_r, status_r, out_r, err_r, in_w, stdin, timeout):
                 elif remaining <= -KILL_GRACE:
                     _kill_sandbox(pid, child_pidfd)
                 wait = max(0.0, min(wait, remaining)) if remaining > 0 else 0.05
-            readable, writable, dummy = select.select(list(readers), list(writers), [], wait)
+            watched = list(readers) if exit_fd is None else list(readers) + [exit_fd]
+            readable, writable, dummy = select.select(watched, list(writers), [], wait)
             for fd in readable:
+                if fd == exit_fd:
+                    continue  # bwrap exited: reaped at the top of the loop
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     readers.discard(fd)
@@ -1278,6 +1285,8 @@ def _collect(pid, argv, info_r, status_r, out_r, err_r, in_w, stdin, timeout):
             os.waitpid(pid, 0)
         if child_pidfd is not None:
             os.close(child_pidfd)
+        if exit_fd is not None:
+            os.close(exit_fd)
         for fd in writers:
             os.close(fd)
     info = _json_or_none(buffers[info_r])
@@ -1299,6 +1308,14 @@ def _collect(pid, argv, info_r, status_r, out_r, err_r, in_w, stdin, timeout):
         # bwrap writes exit-code only once the command was exec'd; without it the
         # failure is bwrap's own (bad mount, missing command, no namespaces).
         setup_failed=(exit_code is None and not timed_out))
+
+
+def _exit_pidfd(pid):
+    """A pidfd of our child ``pid`` (readable when it exits), or None where there is none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _json_or_none(data):

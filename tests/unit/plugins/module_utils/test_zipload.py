@@ -31,7 +31,8 @@ def counting_compile(source, filename, *args, **kwargs):
     compiled[str(filename)] = compiled.get(str(filename), 0) + 1
     return real_compile(source, filename, *args, **kwargs)
 builtins.compile = counting_compile
-import ansible_collections.linuxns.isolation.plugins.module_utils._zipload as zipload
+import ansible_collections.linuxns.isolation.plugins.module_utils._zipload
+zipload = sys.modules['%(package)s._zipfinder']
 zipload.CACHE_DIR = CACHE_DIR
 from ansible_collections.linuxns.isolation.plugins.module_utils import _launcher, _lifecycle
 from ansible_collections.linuxns.isolation.plugins.module_utils import _spec
@@ -50,6 +51,10 @@ out = {
 }
 print(json.dumps(out))
 ''' % {'package': PACKAGE}
+
+
+# Compiled on every run, cache or not: the bootstrap (through zipimport) and the finder it loads.
+BOOTSTRAP = ('/_zipload.py', '/_zipfinder.py')
 
 
 def _engine_zip(tmp_path):
@@ -79,9 +84,10 @@ def test_engine_from_a_zip_compiles_each_file_once(tmp_path):
     zip_path = _engine_zip(tmp_path)
     result = _probe(zip_path)
     prefix = zip_path + '/ansible_collections/linuxns/isolation/plugins/module_utils/'
-    # _zipload itself comes through zipimport (twice); every engine file after it once.
+    # _zipload itself (a few lines) comes through zipimport, twice; every engine file after it,
+    # the finder _zipfinder included, is compiled once.
     after = dict((k, v) for k, v in result['compiled'].items() if not k.endswith('/_zipload.py'))
-    assert after, result
+    assert after[prefix + '_zipfinder.py'] == 1, after
     assert set(after.values()) == {1}, after
     for short in ('_launcher', '_lifecycle', '_spec', '_process', '_syscalls', '_errors'):
         name = '%s.%s' % (PACKAGE, short)
@@ -94,7 +100,7 @@ def test_engine_from_a_zip_compiles_each_file_once(tmp_path):
 
 
 def test_engine_from_a_directory_is_left_to_the_normal_import():
-    from ansible_collections.linuxns.isolation.plugins.module_utils import _zipload
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _zipfinder as _zipload
     assert _zipload.install() is False
     assert not any(isinstance(f, _zipload.OneCompileFinder) for f in sys.meta_path)
     assert type(_spec.__loader__).__name__ != 'OneCompileFinder'
@@ -114,7 +120,8 @@ def counting_compile(source, filename, *args, **kwargs):
     compiled.append(str(filename))
     return real_compile(source, filename, *args, **kwargs)
 builtins.compile = counting_compile
-import ansible_collections.linuxns.isolation.plugins.module_utils._zipload as zipload
+import ansible_collections.linuxns.isolation.plugins.module_utils._zipload
+zipload = sys.modules['%(package)s._zipfinder']
 zipload.CACHE_DIR = CACHE_DIR
 r, w = os.pipe()
 pid = os.fork()
@@ -126,7 +133,7 @@ os.close(w)
 child = json.loads(os.read(r, 65536).decode())
 os.waitpid(pid, 0)
 print(json.dumps({'child_compiled': child}))
-'''
+''' % {'package': PACKAGE}
 
 
 def _cache_dir(tmp_path):
@@ -141,6 +148,7 @@ def test_cache_second_run_compiles_nothing_and_behaves_the_same(tmp_path):
     cache = _cache_dir(tmp_path)
     first = _probe(zip_path, cache)
     assert set(v for k, v in first['compiled'].items() if not k.endswith('/_zipload.py')) == {1}
+    assert [k for k in first['compiled'] if k.endswith(BOOTSTRAP)]
     assert stat.S_IMODE(os.stat(cache).st_mode) == 0o700
     entries = os.listdir(cache)
     assert entries and all(stat.S_IMODE(os.stat(os.path.join(cache, e)).st_mode) == 0o600 for e in entries)
@@ -149,13 +157,38 @@ def test_cache_second_run_compiles_nothing_and_behaves_the_same(tmp_path):
     other.mkdir()
     zip_two = _engine_zip(other)
     second = _probe(zip_two, cache)
-    assert [k for k in second['compiled'] if not k.endswith('/_zipload.py')] == []
+    assert [k for k in second['compiled'] if not k.endswith(BOOTSTRAP)] == []
     assert second['hash'] == first['hash'] == _spec.spec_hash({'argv': ['true']})
     assert second['source_ok'] is True
     prefix = zip_two + '/ansible_collections/linuxns/isolation/plugins/module_utils/'
     assert second['traceback_file'] == prefix + '_spec.py'
     assert second['files'][PACKAGE + '._spec'] == prefix + '_spec.py'
     assert sorted(os.listdir(cache)) == sorted(entries)
+
+
+@needs_root
+def test_cache_entry_of_a_changed_file_is_not_used(tmp_path):
+    # Entries are named by the size and CRC-32 the zip lists: a new version of a file (another
+    # collection release) is compiled again, its old entry replaced; the others still load.
+    cache = _cache_dir(tmp_path)
+    first = _probe(_engine_zip(tmp_path), cache)
+    assert [k for k in first['compiled'] if k.endswith('/_errors.py')]
+    old = sorted(e for e in os.listdir(cache) if e.startswith('_errors.'))
+    changed = tmp_path / 'changed'
+    changed.mkdir()
+    zip_path = str(changed / 'payload.zip')
+    with zipfile.ZipFile(_engine_zip(changed)) as original, zipfile.ZipFile(zip_path + '.new', 'w') as archive:
+        for info in original.infolist():
+            data = original.read(info)
+            if info.filename.endswith('/module_utils/_errors.py'):
+                data += b'\nNEW_VERSION = 2\n'
+            archive.writestr(info, data)
+    os.rename(zip_path + '.new', zip_path)
+    second = _probe(zip_path, cache, PROBE.replace("'source_ok'", "'new': sys.modules['%s._errors'].NEW_VERSION, 'source_ok'" % PACKAGE))
+    assert [os.path.basename(k) for k in second['compiled'] if not k.endswith(BOOTSTRAP)] == ['_errors.py']
+    assert second['new'] == 2
+    now = sorted(e for e in os.listdir(cache) if e.startswith('_errors.'))
+    assert len(now) == 1 and now != old
 
 
 @needs_root
@@ -209,7 +242,7 @@ def test_cache_is_not_used_by_a_forked_child(tmp_path):
 
 @needs_root
 def test_open_cache_dir(tmp_path):
-    from ansible_collections.linuxns.isolation.plugins.module_utils import _zipload
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _zipfinder as _zipload
     cache = _cache_dir(tmp_path)
     assert _zipload.open_cache_dir(cache) is None  # missing, not created
     assert _zipload.open_cache_dir('relative/dir', create=True) is None
@@ -233,6 +266,6 @@ def test_open_cache_dir(tmp_path):
 
 
 def test_no_cache_for_other_users(monkeypatch, tmp_path):
-    from ansible_collections.linuxns.isolation.plugins.module_utils import _zipload
+    from ansible_collections.linuxns.isolation.plugins.module_utils import _zipfinder as _zipload
     monkeypatch.setattr(os, 'geteuid', lambda: 1000)
     assert _zipload.open_cache_dir(str(tmp_path), create=True) is None
