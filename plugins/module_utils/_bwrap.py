@@ -1236,7 +1236,7 @@ def _collect(pid, argv, info_r, status_r, out_r, err_r, in_w, stdin, timeout):
                             break
                         buffers[fd] += chunk
                 break
-            wait = 0.05
+            wait = 0.05 if exit_fd is None else 1.0  # with the pidfd, only the deadline needs a timeout
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 and not timed_out:
