@@ -5,7 +5,7 @@
 """The whole of the ``ns_exec`` module but its documentation: its options and ``run_module``.
 
 It lives here, not in the module file, because an Ansible task compiles the module file on
-every run (``zipimport`` twice), while an engine file is loaded compiled (``_zipload``).
+every run (``zipimport`` twice), while an engine file is loaded compiled (``_zipfinder``).
 """
 
 from __future__ import absolute_import, division, print_function

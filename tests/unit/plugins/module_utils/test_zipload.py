@@ -269,3 +269,34 @@ def test_no_cache_for_other_users(monkeypatch, tmp_path):
     from ansible_collections.linuxns.isolation.plugins.module_utils import _zipfinder as _zipload
     monkeypatch.setattr(os, 'geteuid', lambda: 1000)
     assert _zipload.open_cache_dir(str(tmp_path), create=True) is None
+
+
+# Garbage in a reference cycle whose finalizer would print: CPython's final collection at exit
+# runs it, unless _zipload froze the heap first (what saves a module process that collection).
+EXIT_PROBE = r'''
+import sys
+import ansible_collections.linuxns.isolation.plugins.module_utils._zipload
+
+
+class Cycle(object):
+    def __del__(self):
+        sys.stdout.write('collected at exit\n')
+
+
+garbage = Cycle()
+garbage.self = garbage
+del garbage
+print('{}')
+'''
+
+
+def test_exit_skips_the_final_collection(tmp_path):
+    zip_path = _engine_zip(tmp_path)
+    proc = subprocess.run([sys.executable, '-I', '-c', 'import sys; sys.path.insert(0, %r)\n%s' % (zip_path, EXIT_PROBE)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode() == '{}\n'
+    # The same without _zipload: the collection runs and finalizes the cycle.
+    plain = EXIT_PROBE.replace('import ansible_collections.linuxns.isolation.plugins.module_utils._zipload\n', '')
+    proc = subprocess.run([sys.executable, '-I', '-c', plain], stdout=subprocess.PIPE, timeout=120, check=False)
+    assert proc.stdout.decode() == '{}\ncollected at exit\n'
