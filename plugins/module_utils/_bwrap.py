@@ -1312,9 +1312,10 @@ def _collect(pid, argv, info_r, status_r, out_r, err_r, in_w, stdin, timeout):
 
 def _exit_pidfd(pid):
     """A pidfd of our child ``pid`` (readable when it exits), or None where there is none."""
+    from ansible_collections.linuxns.isolation.plugins.module_utils._syscalls import pidfd_open
     try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):
+        return pidfd_open(pid)
+    except OSError:  # KernelError included: a kernel older than 5.3 polls instead
         return None
 
 

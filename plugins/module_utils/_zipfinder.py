@@ -222,15 +222,19 @@ class OneCompileFinder(object):
         return (size, crc) if isinstance(size, int) and isinstance(crc, int) else None
 
     def find_spec(self, name, path=None, target=None):
+        """The spec carries what names the cache entry to ``exec_module``: the toc's
+        ``(size, crc32)``, or, without one, the source itself (read once)."""
         if name.rpartition('.')[0] != PACKAGE:
             return None
-        if self._toc(name) is None:
+        toc, source = self._toc(name), None
+        if toc is None:
             try:
-                if self.importer.is_package(name) or self.importer.get_source(name) is None:
-                    return None  # a subpackage or a .pyc-only module: zipimport's own business
+                source = None if self.importer.is_package(name) else self.get_source(name)
             except ImportError:  # ZipImportError: not in the zip
                 return None
-        spec = ModuleSpec(name, self, origin=self._path(name))
+            if source is None:
+                return None  # a subpackage or a .pyc-only module: zipimport's own business
+        spec = ModuleSpec(name, self, origin=self._path(name), loader_state=(toc, source))
         spec.has_location = True
         return spec
 
@@ -240,14 +244,11 @@ class OneCompileFinder(object):
     def exec_module(self, module):
         name = module.__name__
         origin = module.__spec__.origin
-        source = None
+        toc, source = module.__spec__.loader_state
         cache_fd = open_cache_dir(CACHE_DIR, create=True) if os.getpid() == self.cache_pid else None
         try:
             code = None
             if cache_fd is not None:
-                toc = self._toc(name)
-                if toc is None:
-                    source = self.get_source(name)
                 entry = entry_name(name, source, toc)
                 code = load_cached(cache_fd, entry, origin)
             if code is None:

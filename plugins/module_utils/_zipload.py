@@ -23,6 +23,7 @@ __metaclass__ = type
 
 import atexit
 import gc
+import importlib.util
 import sys
 import zipimport
 from importlib.machinery import ModuleSpec
@@ -30,19 +31,18 @@ from importlib.machinery import ModuleSpec
 _NAME = __name__.rpartition('.')[0] + '._zipfinder'
 
 
-def _finder_module():
+def _load_finder():
     if _NAME in sys.modules:
-        return sys.modules[_NAME]
+        return
     loader = globals().get('__loader__')
     if not isinstance(loader, zipimport.zipimporter):
-        from ansible_collections.linuxns.isolation.plugins.module_utils import _zipfinder
-        return _zipfinder
+        from ansible_collections.linuxns.isolation.plugins.module_utils import _zipfinder  # noqa: F401 pylint: disable=unused-import
+        return
     origin = __file__.rpartition('/')[0] + '/_zipfinder.py'
+    # Not spec_from_loader: it asks zipimport for the file name, which compiles the file.
     spec = ModuleSpec(_NAME, loader, origin=origin)
     spec.has_location = True
-    module = type(sys)(_NAME)
-    module.__spec__, module.__loader__, module.__file__ = spec, loader, origin
-    module.__package__ = spec.parent
+    module = importlib.util.module_from_spec(spec)
     code = compile(loader.get_source(_NAME), origin, 'exec', dont_inherit=True)
     sys.modules[_NAME] = module
     try:
@@ -51,9 +51,8 @@ def _finder_module():
         del sys.modules[_NAME]
         raise
     setattr(sys.modules[spec.parent], '_zipfinder', module)
-    return module
 
 
-_finder_module()
+_load_finder()
 # Registered before AnsibleModule registers its own (temp directory removal): runs after them.
 atexit.register(gc.freeze)
